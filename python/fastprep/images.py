@@ -1,0 +1,198 @@
+"""Image decoding API: thin ergonomics over the Rust core (``fastprep._core``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pyarrow as pa
+
+from fastprep import _core
+
+#: Resampling filters, by the names Pillow and torchvision users know.
+FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+#: Geometry modes. See :func:`decode_images`.
+MODES = ("center_crop", "resize", "letterbox", "random_resized_crop")
+
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb limit
+
+Size = Union[int, Tuple[int, int]]
+
+
+class DecodeError(ValueError):
+    """Raised by :func:`decode_image` when one image cannot be decoded."""
+
+
+def _normalise_size(size: Optional[Size]) -> Optional[Tuple[int, int]]:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        height = width = size
+    else:
+        height, width = size
+    if height <= 0 or width <= 0:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return int(height), int(width)
+
+
+def _as_input(images: Any) -> Tuple[str, Any]:
+    """Classify ``images`` as Arrow binary data, paths or in-memory bytes."""
+    if isinstance(images, pa.Array):
+        images = pa.chunked_array([images], type=images.type)
+    if isinstance(images, pa.ChunkedArray):
+        if not (pa.types.is_binary(images.type) or pa.types.is_large_binary(images.type)):
+            raise TypeError(f"expected a binary or large_binary array, got {images.type}")
+        return "arrow", images
+    if isinstance(images, (bytes, bytearray, memoryview, str, os.PathLike)):
+        raise TypeError("decode_images takes a sequence of images; use decode_image for one")
+    items = list(images)
+    if items and all(isinstance(item, (str, os.PathLike)) for item in items):
+        return "paths", [os.fspath(item) for item in items]
+    for index, item in enumerate(items):
+        if isinstance(item, (bytearray, memoryview)):
+            # Mutable buffers could change while Rust reads them without the GIL.
+            items[index] = bytes(item)
+        elif not isinstance(item, bytes):
+            raise TypeError(
+                f"item {index} is {type(item).__name__}: expected all bytes-like or all paths"
+            )
+    return "bytes", items
+
+
+def decode_images(
+    images: Union[Sequence[Any], pa.Array, pa.ChunkedArray, Iterable[Any]],
+    *,
+    size: Optional[Size] = None,
+    mode: str = "center_crop",
+    resize_shorter: Optional[int] = None,
+    filter: str = "bilinear",
+    apply_orientation: bool = True,
+    reduced_decode: bool = True,
+    background: Tuple[int, int, int] = (255, 255, 255),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    num_threads: Optional[int] = None,
+    seed: int = 0,
+    scale: Tuple[float, float] = (0.08, 1.0),
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    flip_p: float = 0.5,
+) -> pa.RecordBatch:
+    """Decode many images in parallel Rust threads into one Arrow record batch.
+
+    Args:
+        images: a list of bytes-like objects, a list of file paths, or a pyarrow
+            ``binary``/``large_binary`` Array or ChunkedArray (read without a copy).
+        size: output ``(height, width)`` (an int means square). ``None`` keeps each
+            image's own size and uses the variable-size layout described below.
+        mode: geometry when ``size`` is set:
+            ``"center_crop"``: resize the shorter side to ``resize_shorter`` then crop
+            the centre (torchvision ``Resize(256) + CenterCrop(224)``);
+            ``"resize"``: stretch to exactly ``size``;
+            ``"letterbox"``: fit within ``size`` keeping the aspect ratio, pad with
+            ``background``;
+            ``"random_resized_crop"``: torchvision ``RandomResizedCrop(size, scale,
+            ratio)`` then a horizontal flip with probability ``flip_p``, seeded per
+            record from ``(seed, record index)``.
+        resize_shorter: shorter-side length for ``center_crop``; default
+            ``round(max(size) * 256 / 224)``.
+        filter: one of :data:`FILTERS`; all but ``nearest`` antialias when shrinking.
+        apply_orientation: apply the EXIF orientation (JPEG, PNG ``eXIf``, WebP).
+        reduced_decode: decode JPEGs in the DCT domain at 1/2, 1/4 or 1/8 scale
+            when the output is much smaller than the source.
+        background: RGB colour under transparent pixels and letterbox padding.
+        max_pixels: decompression-bomb limit, checked from the header before any
+            pixel memory is allocated.
+        num_threads: Rust threads; default ``$FASTPREP_NUM_THREADS`` or the CPUs
+            this process may use. Results do not depend on it.
+
+    Returns:
+        A :class:`pyarrow.RecordBatch`, one row per input, in input order:
+
+        * ``pixels``: with ``size`` set, an ``arrow.fixed_shape_tensor`` of uint8
+          with shape ``[H, W, 3]``; with ``size=None``, ``large_binary`` holding
+          ``height * width * 3`` bytes of row-major RGB. Null where ``error`` is set.
+        * ``height``, ``width`` (int32): the output size.
+        * ``source_height``, ``source_width`` (int32): the image as displayed
+          (after EXIF orientation), when the header could be read.
+        * ``format`` (string): ``jpeg``, ``png``, ``webp``, ``gif`` or ``bmp``,
+          sniffed from the bytes.
+        * ``orientation`` (uint8): the EXIF orientation applied (1 when none).
+        * ``error`` (string): null when the image is fine, else the reason.
+
+        All pixels live in one buffer allocated by Rust and shared with pyarrow
+        and numpy without a copy.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if filter not in FILTERS:
+        raise ValueError(f"filter must be one of {FILTERS}, got {filter!r}")
+    if num_threads is not None and num_threads < 1:
+        raise ValueError("num_threads must be at least 1")
+    if len(background) != 3 or not all(0 <= int(c) <= 255 for c in background):
+        raise ValueError(f"background must be three values in 0..255, got {background!r}")
+    out_size = _normalise_size(size)
+    kind, data = _as_input(images)
+    options = dict(
+        size=out_size,
+        mode=mode,
+        resize_shorter=resize_shorter,
+        filter=filter,
+        apply_orientation=apply_orientation,
+        reduced_decode=reduced_decode,
+        background=tuple(int(c) for c in background),
+        max_pixels=int(max_pixels),
+        num_threads=num_threads,
+        seed=int(seed),
+        scale=(float(scale[0]), float(scale[1])),
+        ratio=(float(ratio[0]), float(ratio[1])),
+        flip_p=float(flip_p),
+    )
+    if kind == "arrow":
+        return _core.decode_arrow(data, **options)
+    if kind == "paths":
+        return _core.decode_paths(data, **options)
+    return _core.decode_bytes(data, **options)
+
+
+def pixels_to_numpy(batch: pa.RecordBatch) -> np.ndarray:
+    """View the fixed-size ``pixels`` column of ``batch`` as ``[N, H, W, 3]`` uint8.
+
+    No copy: the array shares memory with the Arrow buffer Rust allocated. Rows
+    whose ``error`` is set hold zeros.
+    """
+    column = batch.column("pixels")
+    if not isinstance(column.type, pa.FixedShapeTensorType):
+        raise TypeError("pixels_to_numpy needs a fixed output size (decode with size=...)")
+    storage = column.storage  # FixedSizeListArray<uint8>
+    shape = tuple(column.type.shape)
+    frame = int(np.prod(shape))
+    # The child values ignore the list array's own offset (set when sliced).
+    start = storage.values.offset + storage.offset * frame
+    values = storage.buffers()[2]
+    flat = np.frombuffer(values, dtype=np.uint8, count=len(column) * frame, offset=start)
+    return flat.reshape((len(column), *shape))
+
+
+def decode_image(data: Union[bytes, bytearray, memoryview, str, os.PathLike], **options: Any) -> np.ndarray:
+    """Decode one image (bytes or a path) to an ``[H, W, 3]`` uint8 array.
+
+    Takes the same keyword options as :func:`decode_images`; raises
+    :class:`DecodeError` with the reason when the image cannot be decoded.
+    """
+    batch = decode_images([data], **options)
+    error = batch.column("error")[0].as_py()
+    if error is not None:
+        raise DecodeError(error)
+    if options.get("size") is not None:
+        return pixels_to_numpy(batch)[0]
+    height = batch.column("height")[0].as_py()
+    width = batch.column("width")[0].as_py()
+    buffer = batch.column("pixels")[0].as_buffer()
+    return np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+
+
+def sample_images() -> list:
+    """Paths of the sample photos shipped inside the package (see sample_data/README.md)."""
+    folder = Path(__file__).with_name("sample_data")
+    return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})

@@ -1,0 +1,198 @@
+//! Parallel decoding of a batch: every record yields pixels or a reason.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use arrow_array::RecordBatch;
+use rayon::prelude::*;
+
+use super::arrow::{build_record_batch, Pixels, RecordMeta};
+use super::source::RecordSource;
+use crate::image::{decode, decode_into, DecodeError, Decoded, ImageOptions};
+
+/// The decoded batch before it becomes Arrow.
+pub struct DecodedBatch {
+    pub pixels: Pixels,
+    pub records: Vec<RecordMeta>,
+}
+
+impl DecodedBatch {
+    pub fn into_record_batch(self) -> RecordBatch {
+        build_record_batch(self.pixels, self.records)
+    }
+}
+
+fn panic_reason(payload: Box<dyn std::any::Any + Send>) -> DecodeError {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into());
+    DecodeError::Internal(format!("panic: {text}"))
+}
+
+fn meta<T>(decoded: &Decoded<T>, output: Option<(u32, u32)>) -> RecordMeta {
+    RecordMeta {
+        format: decoded.format.map(|f| f.name()),
+        source_size: decoded.source_size,
+        orientation: decoded.source_size.map(|_| decoded.orientation.value()),
+        output_size: decoded.result.as_ref().ok().and(output),
+        error: decoded.result.as_ref().err().map(|e| e.to_string()),
+    }
+}
+
+fn failure<T>(error: DecodeError) -> Decoded<T> {
+    Decoded {
+        format: None,
+        source_size: None,
+        orientation: crate::image::Orientation::IDENTITY,
+        result: Err(error),
+    }
+}
+
+/// Decodes every record of `source` on the current rayon pool (see
+/// [`super::run_in_pool`]). Output order is input order, and results do not
+/// depend on the number of threads.
+pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> DecodedBatch {
+    let n = source.len();
+    match options.geometry.fixed_size() {
+        Some((height, width)) => {
+            let frame = height as usize * width as usize * 3;
+            // One allocation for the whole batch; each worker writes its slot.
+            let mut pixels = vec![0u8; n * frame];
+            let records = pixels
+                .par_chunks_mut(frame)
+                .enumerate()
+                .map(|(i, slot)| {
+                    let decoded = source.with_bytes(i, |bytes| match bytes {
+                        Err(e) => failure(e),
+                        Ok(bytes) => catch_unwind(AssertUnwindSafe(|| {
+                            decode_into(bytes, options, i as u64, slot)
+                        }))
+                        .unwrap_or_else(|p| failure(panic_reason(p))),
+                    });
+                    if decoded.result.is_err() {
+                        slot.fill(0);
+                    }
+                    meta(&decoded, Some((width, height)))
+                })
+                .collect();
+            DecodedBatch {
+                pixels: Pixels::Fixed {
+                    data: pixels,
+                    height,
+                    width,
+                },
+                records,
+            }
+        }
+        None => {
+            let decoded: Vec<_> = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    source.with_bytes(i, |bytes| match bytes {
+                        Err(e) => failure(e),
+                        Ok(bytes) => {
+                            catch_unwind(AssertUnwindSafe(|| decode(bytes, options, i as u64)))
+                                .unwrap_or_else(|p| failure(panic_reason(p)))
+                        }
+                    })
+                })
+                .collect();
+            let total: usize = decoded
+                .iter()
+                .map(|d| d.result.as_ref().map_or(0, |img| img.data.len()))
+                .sum();
+            let mut data = Vec::with_capacity(total);
+            let mut offsets = Vec::with_capacity(n + 1);
+            offsets.push(0i64);
+            let mut records = Vec::with_capacity(n);
+            for d in decoded {
+                let size = d.result.as_ref().ok().map(|img| (img.width, img.height));
+                records.push(meta(&d, size));
+                if let Ok(img) = &d.result {
+                    data.extend_from_slice(&img.data);
+                }
+                offsets.push(data.len() as i64);
+            }
+            DecodedBatch {
+                pixels: Pixels::Variable { data, offsets },
+                records,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{run_in_pool, BytesSource};
+    use crate::image::Geometry;
+
+    /// A valid 1x1 BMP (24-bit, white).
+    fn white_bmp() -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"BM");
+        b.extend_from_slice(&(58u32).to_le_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        b.extend_from_slice(&(54u32).to_le_bytes());
+        b.extend_from_slice(&(40u32).to_le_bytes());
+        b.extend_from_slice(&(1i32).to_le_bytes());
+        b.extend_from_slice(&(1i32).to_le_bytes());
+        b.extend_from_slice(&(1u16).to_le_bytes());
+        b.extend_from_slice(&(24u16).to_le_bytes());
+        b.extend_from_slice(&[0; 24]);
+        b.extend_from_slice(&[255, 255, 255, 0]);
+        b
+    }
+
+    #[test]
+    fn every_record_is_accounted_for() {
+        let bmp = white_bmp();
+        let garbage = b"not an image".to_vec();
+        let source = BytesSource(vec![
+            Some(&bmp),
+            None,
+            Some(&garbage),
+            Some(&[]),
+            Some(&bmp),
+        ]);
+        let options = ImageOptions {
+            geometry: Geometry::Resize {
+                height: 2,
+                width: 2,
+            },
+            ..Default::default()
+        };
+        let batch = run_in_pool(Some(2), || decode_batch(&source, &options));
+        let errors: Vec<_> = batch.records.iter().map(|r| r.error.clone()).collect();
+        assert_eq!(errors[0], None);
+        assert_eq!(errors[1].as_deref(), Some("null input"));
+        assert_eq!(errors[2].as_deref(), Some("unsupported format"));
+        assert_eq!(errors[3].as_deref(), Some("empty input"));
+        assert_eq!(errors[4], None);
+        match batch.pixels {
+            Pixels::Fixed { data, .. } => {
+                assert_eq!(data.len(), 5 * 12);
+                assert!(data[..12].iter().all(|&v| v == 255));
+                assert!(data[12..48].iter().all(|&v| v == 0));
+            }
+            Pixels::Variable { .. } => panic!("fixed size expected"),
+        }
+    }
+
+    #[test]
+    fn variable_size_keeps_each_image() {
+        let bmp = white_bmp();
+        let source = BytesSource(vec![Some(&bmp), Some(b"x")]);
+        let batch = run_in_pool(Some(1), || decode_batch(&source, &ImageOptions::default()));
+        match batch.pixels {
+            Pixels::Variable { data, offsets } => {
+                assert_eq!(offsets, vec![0, 3, 3]);
+                assert_eq!(data, vec![255, 255, 255]);
+            }
+            Pixels::Fixed { .. } => panic!("variable size expected"),
+        }
+        assert_eq!(batch.records[0].output_size, Some((1, 1)));
+        assert_eq!(batch.records[1].output_size, None);
+    }
+}

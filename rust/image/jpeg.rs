@@ -1,0 +1,253 @@
+//! JPEG through libjpeg-turbo's TJ3 API: header, DCT-domain scaled decoding,
+//! CMYK/YCCK, and libjpeg warnings turned into per-record outcomes.
+
+use std::cell::RefCell;
+use std::ffi::CStr;
+
+use turbojpeg_sys as tj;
+
+use super::error::DecodeError;
+use super::orientation::Orientation;
+use super::pixels::{rgb_from_cmyk, RgbImage};
+
+/// What the markers before the first scan tell us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JpegHeader {
+    pub width: u32,
+    pub height: u32,
+    cmyk: bool,
+    /// An Adobe APP14 marker: CMYK samples are stored inverted.
+    adobe: bool,
+    pub orientation: Orientation,
+}
+
+/// One TurboJPEG decompressor per thread: creating one allocates libjpeg's
+/// state, which is worth reusing across thousands of images.
+struct Handle(tj::tjhandle);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once.
+        unsafe { tj::tj3Destroy(self.0) }
+    }
+}
+
+thread_local! {
+    static HANDLE: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+fn with_handle<T>(
+    f: impl FnOnce(tj::tjhandle) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    HANDLE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            // SAFETY: plain constructor; null means out of memory.
+            let handle = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as i32) };
+            if handle.is_null() {
+                return Err(DecodeError::Internal(
+                    "cannot create a JPEG decompressor".into(),
+                ));
+            }
+            *slot = Some(Handle(handle));
+        }
+        f(slot.as_ref().map(|h| h.0).unwrap_or(std::ptr::null_mut()))
+    })
+}
+
+fn error_text(handle: tj::tjhandle) -> String {
+    // SAFETY: tj3GetErrorStr returns a NUL-terminated string owned by the handle.
+    unsafe { CStr::from_ptr(tj::tj3GetErrorStr(handle)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Maps libjpeg's message to our reason: running out of data is "truncated".
+fn failure(message: String) -> DecodeError {
+    if message.contains("Premature end") || message.contains("premature end of data") {
+        DecodeError::Truncated("JPEG")
+    } else {
+        DecodeError::Corrupt {
+            format: "JPEG",
+            detail: message,
+        }
+    }
+}
+
+/// Walks the marker segments before the first scan for EXIF and Adobe APP14.
+fn scan_markers(data: &[u8]) -> (Orientation, bool) {
+    let mut orientation = Orientation::IDENTITY;
+    let mut adobe = false;
+    let mut pos = 2;
+    while pos + 4 <= data.len() {
+        if data[pos] != 0xFF {
+            break;
+        }
+        let marker = data[pos + 1];
+        if marker == 0xFF {
+            pos += 1; // fill byte
+            continue;
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            break; // start of scan / end of image: no more metadata
+        }
+        if marker == 0x01 || (0xD0..=0xD8).contains(&marker) {
+            pos += 2;
+            continue;
+        }
+        let length = usize::from(u16::from_be_bytes([data[pos + 2], data[pos + 3]]));
+        let end = (pos + 2 + length).min(data.len());
+        let body = &data[(pos + 4).min(end)..end];
+        if marker == 0xE1 && body.starts_with(b"Exif\0\0") {
+            orientation = Orientation::from_exif_block(&body[6..]);
+        } else if marker == 0xEE && body.starts_with(b"Adobe") {
+            adobe = true;
+        }
+        pos += 2 + length;
+    }
+    (orientation, adobe)
+}
+
+pub fn read_header(data: &[u8]) -> Result<JpegHeader, DecodeError> {
+    let (orientation, adobe) = scan_markers(data);
+    with_handle(|handle| {
+        // SAFETY: the buffer is valid for its length; the handle is live.
+        let rc = unsafe { tj::tj3DecompressHeader(handle, data.as_ptr(), data.len() as _) };
+        if rc != 0 {
+            return Err(failure(error_text(handle)));
+        }
+        let get = |param: tj::TJPARAM| unsafe { tj::tj3Get(handle, param as i32) };
+        let precision = get(tj::TJPARAM_TJPARAM_PRECISION);
+        if precision != 8 {
+            return Err(DecodeError::Corrupt {
+                format: "JPEG",
+                detail: format!("unsupported {precision}-bit sample precision"),
+            });
+        }
+        let (width, height) = (get(tj::TJPARAM_TJPARAM_JPEGWIDTH), get(tj::TJPARAM_TJPARAM_JPEGHEIGHT));
+        if width <= 0 || height <= 0 {
+            return Err(DecodeError::Corrupt { format: "JPEG", detail: "no frame header".into() });
+        }
+        let colorspace = get(tj::TJPARAM_TJPARAM_COLORSPACE);
+        let cmyk =
+            colorspace == tj::TJCS_TJCS_CMYK as i32 || colorspace == tj::TJCS_TJCS_YCCK as i32;
+        Ok(JpegHeader {
+            width: width as u32,
+            height: height as u32,
+            cmyk,
+            adobe,
+            orientation,
+        })
+    })
+}
+
+/// Size of the image decoded at 1/`denominator` scale (libjpeg rounds up).
+pub fn scaled_size(header: &JpegHeader, denominator: u32) -> (u32, u32) {
+    (
+        header.width.div_ceil(denominator),
+        header.height.div_ceil(denominator),
+    )
+}
+
+/// The largest DCT-domain reduction (1/2, 1/4, 1/8) that keeps the region
+/// `region` (stored pixels) at least `needed` (width, height) after scaling.
+pub fn pick_reduction(region: (f64, f64), needed: (u32, u32)) -> u32 {
+    [8, 4, 2]
+        .into_iter()
+        .find(|&d| {
+            region.0 / f64::from(d) >= f64::from(needed.0)
+                && region.1 / f64::from(d) >= f64::from(needed.1)
+        })
+        .unwrap_or(1)
+}
+
+/// Decodes the whole image at 1/`denominator` scale into RGB.
+pub fn decode(data: &[u8], header: &JpegHeader, denominator: u32) -> Result<RgbImage, DecodeError> {
+    let (width, height) = scaled_size(header, denominator);
+    let (format, channels) = if header.cmyk {
+        (tj::TJPF_TJPF_CMYK, 4)
+    } else {
+        (tj::TJPF_TJPF_RGB, 3)
+    };
+    let mut out = vec![0u8; width as usize * height as usize * channels];
+    with_handle(|handle| {
+        // SAFETY: handle live; buffers valid; the output holds exactly the
+        // scaled size in the requested pixel format (pitch 0 = packed rows).
+        let rc = unsafe {
+            if tj::tj3DecompressHeader(handle, data.as_ptr(), data.len() as _) != 0 {
+                return Err(failure(error_text(handle)));
+            }
+            let factor = tj::tjscalingfactor {
+                num: 1,
+                denom: denominator as i32,
+            };
+            if tj::tj3SetScalingFactor(handle, factor) != 0 {
+                return Err(DecodeError::Internal(error_text(handle)));
+            }
+            tj::tj3Decompress8(
+                handle,
+                data.as_ptr(),
+                data.len() as _,
+                out.as_mut_ptr(),
+                0,
+                format as i32,
+            )
+        };
+        if rc != 0 {
+            let message = error_text(handle);
+            // SAFETY: reads the code of the call that just failed.
+            let fatal = unsafe { tj::tj3GetErrorCode(handle) } == tj::TJERR_TJERR_FATAL as i32;
+            let reason = failure(message);
+            // Pillow also accepts libjpeg's recoverable warnings (extraneous
+            // bytes, bad Huffman codes) but not running out of data.
+            if fatal || matches!(reason, DecodeError::Truncated(_)) {
+                return Err(reason);
+            }
+        }
+        Ok(())
+    })?;
+    let data = if header.cmyk {
+        rgb_from_cmyk(&out, header.adobe)
+    } else {
+        out
+    };
+    Ok(RgbImage::new(width, height, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduction_keeps_at_least_the_needed_size() {
+        assert_eq!(pick_reduction((4000.0, 3000.0), (224, 224)), 8);
+        assert_eq!(pick_reduction((1000.0, 1000.0), (224, 224)), 4);
+        assert_eq!(pick_reduction((500.0, 375.0), (224, 224)), 1);
+        assert_eq!(pick_reduction((500.0, 460.0), (224, 224)), 2);
+    }
+
+    #[test]
+    fn markers_give_orientation_and_adobe() {
+        let tiff_be = [
+            b'M', b'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0,
+        ];
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        jpeg.extend_from_slice(&((2 + 6 + tiff_be.len()) as u16).to_be_bytes());
+        jpeg.extend_from_slice(b"Exif\0\0");
+        jpeg.extend_from_slice(&tiff_be);
+        jpeg.extend_from_slice(&[0xFF, 0xEE, 0, 7]);
+        jpeg.extend_from_slice(b"Adobe");
+        jpeg.extend_from_slice(&[0xFF, 0xDA, 0, 2]);
+        assert_eq!(scan_markers(&jpeg), (Orientation::from_exif(6), true));
+        assert_eq!(scan_markers(&jpeg[..10]), (Orientation::IDENTITY, false));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let err = read_header(&[0xFF, 0xD8, 0xFF, 0x00, 1, 2, 3]).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::Corrupt { .. } | DecodeError::Truncated(_)),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Image decoding, orientation and resizing: encoded bytes in, RGB8 out.
+
+mod codecs;
+mod decode;
+mod error;
+mod format;
+mod geometry;
+mod jpeg;
+mod options;
+mod orientation;
+mod pixels;
+mod resize;
+
+pub use decode::{decode, decode_into, probe, Decoded};
+pub use error::DecodeError;
+pub use format::{sniff, Format};
+pub use geometry::{random_resized_crop_box, CropBox};
+pub use options::{Filter, Geometry, ImageOptions, DEFAULT_MAX_PIXELS};
+pub use orientation::Orientation;
+pub use pixels::RgbImage;

@@ -1,0 +1,10 @@
+//! fastprep's Rust core.
+//!
+//! Everything here is plain Rust tested with `cargo test`; the only PyO3 code
+//! is in [`bindings`], compiled with the `python` feature (maturin turns it on).
+
+pub mod batch;
+pub mod image;
+
+#[cfg(feature = "python")]
+mod bindings;
