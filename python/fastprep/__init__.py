@@ -6,7 +6,7 @@ Results come back as zero-copy :class:`pyarrow.RecordBatch` objects; see
 
 from __future__ import annotations
 
-from fastprep._core import __version__
+from fastprep._core import __version__, default_num_threads
 from fastprep.images import (
     FILTERS,
     MODES,
@@ -24,6 +24,7 @@ __all__ = [
     "__version__",
     "decode_image",
     "decode_images",
+    "default_num_threads",
     "pixels_to_numpy",
     "sample_images",
 ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Union
 
 import numpy as np
 import pyarrow as pa
@@ -18,14 +19,14 @@ MODES = ("center_crop", "resize", "letterbox", "random_resized_crop")
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb limit
 
-Size = Union[int, Tuple[int, int]]
+Size = Union[int, tuple[int, int]]
 
 
 class DecodeError(ValueError):
     """Raised by :func:`decode_image` when one image cannot be decoded."""
 
 
-def _normalise_size(size: Optional[Size]) -> Optional[Tuple[int, int]]:
+def _normalise_size(size: Size | None) -> tuple[int, int] | None:
     if size is None:
         return None
     if isinstance(size, int):
@@ -37,7 +38,7 @@ def _normalise_size(size: Optional[Size]) -> Optional[Tuple[int, int]]:
     return int(height), int(width)
 
 
-def _as_input(images: Any) -> Tuple[str, Any]:
+def _as_input(images: Any) -> tuple[str, Any]:
     """Classify ``images`` as Arrow binary data, paths or in-memory bytes."""
     if isinstance(images, pa.Array):
         images = pa.chunked_array([images], type=images.type)
@@ -62,20 +63,20 @@ def _as_input(images: Any) -> Tuple[str, Any]:
 
 
 def decode_images(
-    images: Union[Sequence[Any], pa.Array, pa.ChunkedArray, Iterable[Any]],
+    images: Sequence[Any] | pa.Array | pa.ChunkedArray | Iterable[Any],
     *,
-    size: Optional[Size] = None,
+    size: Size | None = None,
     mode: str = "center_crop",
-    resize_shorter: Optional[int] = None,
+    resize_shorter: int | None = None,
     filter: str = "bilinear",
     apply_orientation: bool = True,
     reduced_decode: bool = True,
-    background: Tuple[int, int, int] = (255, 255, 255),
+    background: tuple[int, int, int] = (255, 255, 255),
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    num_threads: Optional[int] = None,
+    num_threads: int | None = None,
     seed: int = 0,
-    scale: Tuple[float, float] = (0.08, 1.0),
-    ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
     flip_p: float = 0.5,
 ) -> pa.RecordBatch:
     """Decode many images in parallel Rust threads into one Arrow record batch.
@@ -133,21 +134,21 @@ def decode_images(
         raise ValueError(f"background must be three values in 0..255, got {background!r}")
     out_size = _normalise_size(size)
     kind, data = _as_input(images)
-    options = dict(
-        size=out_size,
-        mode=mode,
-        resize_shorter=resize_shorter,
-        filter=filter,
-        apply_orientation=apply_orientation,
-        reduced_decode=reduced_decode,
-        background=tuple(int(c) for c in background),
-        max_pixels=int(max_pixels),
-        num_threads=num_threads,
-        seed=int(seed),
-        scale=(float(scale[0]), float(scale[1])),
-        ratio=(float(ratio[0]), float(ratio[1])),
-        flip_p=float(flip_p),
-    )
+    options = {
+        "size": out_size,
+        "mode": mode,
+        "resize_shorter": resize_shorter,
+        "filter": filter,
+        "apply_orientation": apply_orientation,
+        "reduced_decode": reduced_decode,
+        "background": tuple(int(c) for c in background),
+        "max_pixels": int(max_pixels),
+        "num_threads": num_threads,
+        "seed": int(seed),
+        "scale": (float(scale[0]), float(scale[1])),
+        "ratio": (float(ratio[0]), float(ratio[1])),
+        "flip_p": float(flip_p),
+    }
     if kind == "arrow":
         return _core.decode_arrow(data, **options)
     if kind == "paths":
@@ -174,7 +175,9 @@ def pixels_to_numpy(batch: pa.RecordBatch) -> np.ndarray:
     return flat.reshape((len(column), *shape))
 
 
-def decode_image(data: Union[bytes, bytearray, memoryview, str, os.PathLike], **options: Any) -> np.ndarray:
+def decode_image(
+    data: bytes | bytearray | memoryview | str | os.PathLike, **options: Any
+) -> np.ndarray:
     """Decode one image (bytes or a path) to an ``[H, W, 3]`` uint8 array.
 
     Takes the same keyword options as :func:`decode_images`; raises
@@ -195,4 +198,6 @@ def decode_image(data: Union[bytes, bytearray, memoryview, str, os.PathLike], **
 def sample_images() -> list:
     """Paths of the sample photos shipped inside the package (see sample_data/README.md)."""
     folder = Path(__file__).with_name("sample_data")
-    return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
+    return sorted(
+        str(p) for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}
+    )

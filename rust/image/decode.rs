@@ -7,7 +7,7 @@ use super::error::{check_pixel_limit, DecodeError};
 use super::format::{sniff, Format};
 use super::geometry::{plan, CropBox, Plan};
 use super::jpeg::{self, JpegHeader};
-use super::options::{Geometry, ImageOptions};
+use super::options::{Filter, Geometry, ImageOptions};
 use super::orientation::{flip_horizontal, Orientation};
 use super::pixels::RgbImage;
 use super::resize::resize_into;
@@ -173,12 +173,20 @@ fn render(
             } else {
                 1
             };
-            let img = jpeg::decode(data, &h, denominator)?;
-            let scale = (
-                f64::from(img.width) / f64::from(sw),
-                f64::from(img.height) / f64::from(sh),
-            );
-            (img, crop.scaled(scale.0, scale.1))
+            let (iw, ih) = jpeg::scaled_size(&h, denominator);
+            let crop = crop.scaled(f64::from(iw) / f64::from(sw), f64::from(ih) / f64::from(sh));
+            let region = jpeg::crop_alignment(&h, denominator)
+                .and_then(|align| decode_region(crop, resized, options.filter, (iw, ih), align));
+            let img = jpeg::decode(data, &h, denominator, region)?;
+            let crop = match region {
+                Some(r) => CropBox {
+                    left: crop.left - f64::from(r.x),
+                    top: crop.top - f64::from(r.y),
+                    ..crop
+                },
+                None => crop,
+            };
+            (img, crop)
         }
         Header::Other(opened) => (opened.decode(options.background)?, crop),
     };
@@ -232,6 +240,44 @@ fn render(
     }
 }
 
+/// The part of a (scaled) JPEG worth decoding for `crop`: the box plus the
+/// filter's reach, so resampling sees exactly the pixels it would in the whole
+/// image. `None` when that is most of the image anyway.
+fn decode_region(
+    crop: CropBox,
+    resized: (u32, u32),
+    filter: Filter,
+    (width, height): (u32, u32),
+    align: u32,
+) -> Option<jpeg::Region> {
+    let support = match filter {
+        Filter::Nearest | Filter::Box => 0.5,
+        Filter::Bilinear | Filter::Hamming => 1.0,
+        Filter::Bicubic => 2.0,
+        Filter::Lanczos => 3.0,
+    };
+    // Two extra pixels keep libjpeg's edge handling of upsampled chroma away.
+    let reach_x = support * (crop.width / f64::from(resized.0)).max(1.0) + 2.0;
+    let reach_y = support * (crop.height / f64::from(resized.1)).max(1.0) + 2.0;
+    let x0 = ((crop.left - reach_x).floor().max(0.0) as u32) / align * align;
+    let y0 = (crop.top - reach_y).floor().max(0.0) as u32;
+    let x1 = ((crop.left + crop.width + reach_x).ceil() as u32).min(width);
+    let y1 = ((crop.top + crop.height + reach_y).ceil() as u32).min(height);
+    if x1 <= x0 || y1 <= y0 {
+        return None;
+    }
+    let kept = f64::from(x1 - x0) * f64::from(y1 - y0);
+    if kept > 0.85 * f64::from(width) * f64::from(height) {
+        return None;
+    }
+    Some(jpeg::Region {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    })
+}
+
 /// Places the resampled image on a background canvas (letterbox).
 fn pad(small: &RgbImage, plan: &Plan, background: [u8; 3]) -> RgbImage {
     let mut canvas = RgbImage::filled(plan.canvas.0, plan.canvas.1, background);
@@ -242,4 +288,95 @@ fn pad(small: &RgbImage, plan: &Plan, background: [u8; 3]) -> RgbImage {
         canvas.data[start..start + row].copy_from_slice(src_row);
     }
     canvas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/exif-orientation/Landscape_1.jpg");
+
+    fn options(geometry: Geometry) -> ImageOptions {
+        ImageOptions {
+            geometry,
+            reduced_decode: false,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn partial_jpeg_decode_matches_full_decode() {
+        // The centre crop decodes only a region; resampling the full decode
+        // with the same box must give the very same bytes.
+        let full = decode(PHOTO, &options(Geometry::Original), 0)
+            .result
+            .unwrap();
+        assert_eq!((full.width, full.height), (1800, 1200));
+        for filter in [Filter::Bilinear, Filter::Lanczos, Filter::Box] {
+            let geometry = Geometry::CenterCrop {
+                height: 224,
+                width: 160,
+                shorter: 600,
+            };
+            let opts = ImageOptions {
+                filter,
+                ..options(geometry)
+            };
+            let partial = decode(PHOTO, &opts, 0).result.unwrap();
+            let p = plan(&geometry, 1800, 1200, 0);
+            let mut expected = vec![0; 160 * 224 * 3];
+            resize_into(&full, p.crop, &mut expected, 160, 224, filter).unwrap();
+            assert_eq!(partial.data, expected, "{filter:?}");
+        }
+    }
+
+    #[test]
+    fn reduced_decode_stays_close_to_full_decode() {
+        let geometry = Geometry::Resize {
+            height: 150,
+            width: 200,
+        };
+        let exact = decode(PHOTO, &options(geometry), 0).result.unwrap();
+        let reduced = decode(
+            PHOTO,
+            &ImageOptions {
+                reduced_decode: true,
+                ..options(geometry)
+            },
+            0,
+        )
+        .result
+        .unwrap();
+        assert_ne!(exact.data, reduced.data, "1/8 scale decoding was used");
+        let mse = exact
+            .data
+            .iter()
+            .zip(&reduced.data)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum::<f64>()
+            / exact.data.len() as f64;
+        let psnr = 10.0 * (255.0f64.powi(2) / mse).log10();
+        assert!(psnr > 32.0, "PSNR {psnr}");
+    }
+
+    #[test]
+    fn header_problems_keep_what_is_known() {
+        let d = probe(&PHOTO[..200], &ImageOptions::default());
+        assert_eq!(d.format, Some(Format::Jpeg));
+        let truncated = decode(&PHOTO[..PHOTO.len() / 2], &options(Geometry::Original), 0);
+        assert_eq!(
+            truncated.result.unwrap_err(),
+            DecodeError::Truncated("JPEG")
+        );
+        assert_eq!(truncated.source_size, Some((1800, 1200)));
+        let limited = ImageOptions {
+            max_pixels: 1000,
+            ..Default::default()
+        };
+        let too_large = decode(PHOTO, &limited, 0).result.unwrap_err();
+        assert_eq!(
+            too_large.to_string(),
+            "image too large: 1800x1200 (2160000 pixels, limit 1000)"
+        );
+    }
 }

@@ -16,6 +16,8 @@ pub struct JpegHeader {
     pub width: u32,
     pub height: u32,
     cmyk: bool,
+    /// Chroma subsampling (TJSAMP_*), which fixes the crop alignment.
+    subsamp: i32,
     /// An Adobe APP14 marker: CMYK samples are stored inverted.
     adobe: bool,
     pub orientation: Orientation,
@@ -51,8 +53,18 @@ fn with_handle<T>(
             }
             *slot = Some(Handle(handle));
         }
-        f(slot.as_ref().map(|h| h.0).unwrap_or(std::ptr::null_mut()))
+        let result = f(slot.as_ref().map(|h| h.0).unwrap_or(std::ptr::null_mut()));
+        if result.is_err() {
+            // libjpeg can be left mid-stream (tables, markers) by a bad file and
+            // would fail every later image: start the next one from scratch.
+            *slot = None;
+        }
+        result
     })
+}
+
+fn reset_handle() {
+    HANDLE.with(|cell| *cell.borrow_mut() = None);
 }
 
 fn error_text(handle: tj::tjhandle) -> String {
@@ -124,9 +136,15 @@ pub fn read_header(data: &[u8]) -> Result<JpegHeader, DecodeError> {
                 detail: format!("unsupported {precision}-bit sample precision"),
             });
         }
-        let (width, height) = (get(tj::TJPARAM_TJPARAM_JPEGWIDTH), get(tj::TJPARAM_TJPARAM_JPEGHEIGHT));
+        let (width, height) = (
+            get(tj::TJPARAM_TJPARAM_JPEGWIDTH),
+            get(tj::TJPARAM_TJPARAM_JPEGHEIGHT),
+        );
         if width <= 0 || height <= 0 {
-            return Err(DecodeError::Corrupt { format: "JPEG", detail: "no frame header".into() });
+            return Err(DecodeError::Corrupt {
+                format: "JPEG",
+                detail: "no frame header".into(),
+            });
         }
         let colorspace = get(tj::TJPARAM_TJPARAM_COLORSPACE);
         let cmyk =
@@ -135,6 +153,7 @@ pub fn read_header(data: &[u8]) -> Result<JpegHeader, DecodeError> {
             width: width as u32,
             height: height as u32,
             cmyk,
+            subsamp: get(tj::TJPARAM_TJPARAM_SUBSAMP),
             adobe,
             orientation,
         })
@@ -161,16 +180,50 @@ pub fn pick_reduction(region: (f64, f64), needed: (u32, u32)) -> u32 {
         .unwrap_or(1)
 }
 
-/// Decodes the whole image at 1/`denominator` scale into RGB.
-pub fn decode(data: &[u8], header: &JpegHeader, denominator: u32) -> Result<RgbImage, DecodeError> {
-    let (width, height) = scaled_size(header, denominator);
+/// A rectangle of the scaled image to decode, in whole pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Left edges of a partial decode must fall on an iMCU boundary; this is the
+/// iMCU width at 1/`denominator` scale, or `None` when cropping is unavailable.
+pub fn crop_alignment(header: &JpegHeader, denominator: u32) -> Option<u32> {
+    let mcu_width = match header.subsamp {
+        s if s == tj::TJSAMP_TJSAMP_444
+            || s == tj::TJSAMP_TJSAMP_GRAY
+            || s == tj::TJSAMP_TJSAMP_440 =>
+        {
+            8
+        }
+        s if s == tj::TJSAMP_TJSAMP_422 || s == tj::TJSAMP_TJSAMP_420 => 16,
+        s if s == tj::TJSAMP_TJSAMP_411 || s == tj::TJSAMP_TJSAMP_441 => 32,
+        _ => return None,
+    };
+    Some((mcu_width / denominator).max(1))
+}
+
+/// Decodes the image at 1/`denominator` scale into RGB, or only `region` of
+/// it: libjpeg-turbo then skips the inverse DCT, upsampling and colour
+/// conversion outside the region (entropy decoding still reads everything).
+pub fn decode(
+    data: &[u8],
+    header: &JpegHeader,
+    denominator: u32,
+    region: Option<Region>,
+) -> Result<RgbImage, DecodeError> {
+    let full = scaled_size(header, denominator);
+    let (width, height) = region.map_or(full, |r| (r.width, r.height));
     let (format, channels) = if header.cmyk {
         (tj::TJPF_TJPF_CMYK, 4)
     } else {
         (tj::TJPF_TJPF_RGB, 3)
     };
     let mut out = vec![0u8; width as usize * height as usize * channels];
-    with_handle(|handle| {
+    let warned = with_handle(|handle| {
         // SAFETY: handle live; buffers valid; the output holds exactly the
         // scaled size in the requested pixel format (pitch 0 = packed rows).
         let rc = unsafe {
@@ -184,13 +237,31 @@ pub fn decode(data: &[u8], header: &JpegHeader, denominator: u32) -> Result<RgbI
             if tj::tj3SetScalingFactor(handle, factor) != 0 {
                 return Err(DecodeError::Internal(error_text(handle)));
             }
+            // The handle is reused: always set the region, "uncropped" included.
+            let r = region.map_or(
+                tj::tjregion {
+                    x: 0,
+                    y: 0,
+                    w: 0,
+                    h: 0,
+                },
+                |r| tj::tjregion {
+                    x: r.x as i32,
+                    y: r.y as i32,
+                    w: r.width as i32,
+                    h: r.height as i32,
+                },
+            );
+            if tj::tj3SetCroppingRegion(handle, r) != 0 {
+                return Err(DecodeError::Internal(error_text(handle)));
+            }
             tj::tj3Decompress8(
                 handle,
                 data.as_ptr(),
                 data.len() as _,
                 out.as_mut_ptr(),
                 0,
-                format as i32,
+                format,
             )
         };
         if rc != 0 {
@@ -203,9 +274,13 @@ pub fn decode(data: &[u8], header: &JpegHeader, denominator: u32) -> Result<RgbI
             if fatal || matches!(reason, DecodeError::Truncated(_)) {
                 return Err(reason);
             }
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     })?;
+    if warned {
+        reset_handle();
+    }
     let data = if header.cmyk {
         rgb_from_cmyk(&out, header.adobe)
     } else {
@@ -249,5 +324,25 @@ mod tests {
             matches!(err, DecodeError::Corrupt { .. } | DecodeError::Truncated(_)),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod poison_tests {
+    use super::*;
+
+    const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/exif-orientation/Landscape_1.jpg");
+
+    #[test]
+    fn a_corrupt_file_does_not_break_the_next_one() {
+        let mut bad = PHOTO.to_vec();
+        let dqt = bad.windows(2).position(|w| w == [0xFF, 0xDB]).unwrap();
+        bad[dqt + 4] = 4; // quantisation table id out of range
+        let header = read_header(PHOTO).unwrap();
+        assert!(read_header(&bad)
+            .and_then(|h| decode(&bad, &h, 8, None))
+            .is_err());
+        assert!(decode(PHOTO, &header, 8, None).is_ok());
+        assert!(read_header(PHOTO).is_ok());
     }
 }

@@ -1,0 +1,5 @@
+import sys
+
+from fastprep.cli import main
+
+sys.exit(main())
