@@ -1,12 +1,32 @@
-"""fastprep: decode, orient, resize and hash images in parallel Rust threads.
+"""fastprep: prepare hashtag-labelled photo corpora for training, fast.
 
-Results come back as zero-copy :class:`pyarrow.RecordBatch` objects; see
-:func:`decode_images`.
+Images are decoded, oriented and resized in parallel Rust threads and come
+back as zero-copy :class:`pyarrow.RecordBatch` objects (:func:`decode_images`).
+Hashtags are extracted, normalised and counted in Rust too
+(:mod:`fastprep.hashtags`).
 """
 
 from __future__ import annotations
 
 from fastprep._core import __version__, default_num_threads
+from fastprep.hashtags import (
+    VOCAB_PRESETS,
+    HashtagCounts,
+    HashtagNormalizer,
+    PairCounts,
+    Vocabulary,
+    build_vocabulary,
+    cooccurrence,
+    count_hashtags,
+    extract_hashtags,
+    hashtag_normalizer,
+    label_captions,
+    label_targets,
+    load_vocabulary,
+    normalize_hashtag,
+    sampling_weights,
+    save_vocabulary,
+)
 from fastprep.images import (
     FILTERS,
     MODES,
@@ -20,11 +40,27 @@ from fastprep.images import (
 __all__ = [
     "FILTERS",
     "MODES",
+    "VOCAB_PRESETS",
     "DecodeError",
+    "HashtagCounts",
+    "HashtagNormalizer",
+    "PairCounts",
+    "Vocabulary",
     "__version__",
+    "build_vocabulary",
+    "cooccurrence",
+    "count_hashtags",
     "decode_image",
     "decode_images",
     "default_num_threads",
+    "extract_hashtags",
+    "hashtag_normalizer",
+    "label_captions",
+    "label_targets",
+    "load_vocabulary",
+    "normalize_hashtag",
     "pixels_to_numpy",
     "sample_images",
+    "sampling_weights",
+    "save_vocabulary",
 ]

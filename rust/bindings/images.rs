@@ -1,17 +1,13 @@
-//! The PyO3 layer: converts Python arguments to core types, releases the GIL
-//! while Rust works, and returns Arrow batches through the PyCapsule
-//! interface. No image logic lives here.
+//! Image decoding entry points.
 
 use std::path::PathBuf;
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef};
-use arrow_schema::DataType;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use pyo3_arrow::{PyChunkedArray, PyRecordBatch};
 
+use super::arrow_input::byte_slices;
 use crate::batch::{decode_batch, run_in_pool, BytesSource, PathSource, RecordSource};
 use crate::image::{Filter, Geometry, ImageOptions};
 
@@ -56,9 +52,12 @@ fn image_options(raw: &RawOptions) -> PyResult<ImageOptions> {
             "letterbox" => Geometry::Letterbox { height, width },
             "random_resized_crop" => {
                 let (lo, hi) = raw.scale;
-                if !(0.0 < lo && lo <= hi && hi <= 1.0)
-                    || !(0.0 < raw.ratio.0 && raw.ratio.0 <= raw.ratio.1)
-                {
+                let valid = 0.0 < lo
+                    && lo <= hi
+                    && hi <= 1.0
+                    && 0.0 < raw.ratio.0
+                    && raw.ratio.0 <= raw.ratio.1;
+                if !valid {
                     return Err(PyValueError::new_err(
                         "scale must be 0 < lo <= hi <= 1 and ratio 0 < lo <= hi",
                     ));
@@ -134,24 +133,6 @@ fn decode_paths<'py>(
     run(py, PathSource(paths), &raw)
 }
 
-/// Binary values of every chunk, borrowed from Arrow memory (no copy).
-fn binary_slices(chunks: &[ArrayRef]) -> PyResult<Vec<Option<&[u8]>>> {
-    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
-    for chunk in chunks {
-        match chunk.data_type() {
-            DataType::Binary => out.extend(chunk.as_binary::<i32>().iter()),
-            DataType::LargeBinary => out.extend(chunk.as_binary::<i64>().iter()),
-            DataType::BinaryView => out.extend(chunk.as_binary_view().iter()),
-            other => {
-                return Err(PyTypeError::new_err(format!(
-                    "expected binary data, got {other}"
-                )))
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[pyfunction]
 #[pyo3(signature = (array, **options))]
 fn decode_arrow<'py>(
@@ -160,7 +141,7 @@ fn decode_arrow<'py>(
     options: Option<&Bound<'py, pyo3::types::PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let raw: RawOptions = extract_options(options)?;
-    let slices = binary_slices(array.chunks())?;
+    let slices = byte_slices(array.chunks())?;
     run(py, BytesSource(slices), &raw)
 }
 
@@ -187,18 +168,9 @@ fn extract_options(options: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult
     })
 }
 
-/// Default number of Rust threads (`$FASTPREP_NUM_THREADS` or usable CPUs).
-#[pyfunction]
-fn default_num_threads() -> usize {
-    crate::batch::default_threads()
-}
-
-#[pymodule]
-fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(decode_paths, m)?)?;
     m.add_function(wrap_pyfunction!(decode_arrow, m)?)?;
-    m.add_function(wrap_pyfunction!(default_num_threads, m)?)?;
     Ok(())
 }

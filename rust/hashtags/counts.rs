@@ -1,0 +1,305 @@
+//! Mergeable hashtag counts: occurrences and distinct captions per key.
+//!
+//! Memory is one entry per distinct key, whatever the number of captions, and
+//! partial counts from threads, batches or machines merge by addition.
+
+use hashbrown::HashMap;
+use rayon::prelude::*;
+
+use super::extract::extract_spans;
+use super::normalize::{normalize_tag, Normalizer};
+
+/// Counts for one key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TagCount {
+    /// Times the tag appears (a caption repeating a tag counts each time).
+    pub occurrences: u64,
+    /// Captions (images) it appears in.
+    pub images: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    count: TagCount,
+    /// The last caption that counted towards `images` (dedupes repeats
+    /// within a caption without a per-caption set).
+    last_caption: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TagCounts {
+    tags: HashMap<String, Entry>,
+    /// Captions seen (null ones included).
+    pub captions: u64,
+    /// Captions with at least one counted tag.
+    pub captions_with_tags: u64,
+    /// Captions that were null.
+    pub null_captions: u64,
+    /// Captions that were not valid UTF-8 (scanned leniently anyway).
+    pub invalid_utf8: u64,
+}
+
+impl TagCounts {
+    pub fn new() -> TagCounts {
+        TagCounts::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<TagCount> {
+        self.tags.get(key).map(|e| e.count)
+    }
+
+    pub fn total_occurrences(&self) -> u64 {
+        self.tags.values().map(|e| e.count.occurrences).sum()
+    }
+
+    /// Counts one caption; `caption_id` must be unique within this counter.
+    pub fn add_caption(
+        &mut self,
+        text: Option<&[u8]>,
+        caption_id: u64,
+        normalizer: &Normalizer,
+        scratch: &mut String,
+    ) {
+        self.captions += 1;
+        let Some(text) = text else {
+            self.null_captions += 1;
+            return;
+        };
+        if !text.is_ascii() && std::str::from_utf8(text).is_err() {
+            self.invalid_utf8 += 1;
+        }
+        let mut counted = false;
+        extract_spans(text, |start, end| {
+            // Spans are valid UTF-8: they only contain decoded characters.
+            let tag = std::str::from_utf8(&text[start..end]).unwrap_or_default();
+            normalize_tag(tag, scratch);
+            let Some(key) = normalizer.resolve(scratch) else {
+                return;
+            };
+            // entry_ref allocates the boxed key only for a new tag.
+            let entry = self.tags.entry_ref(key).or_insert(Entry {
+                count: TagCount::default(),
+                last_caption: u64::MAX,
+            });
+            entry.count.occurrences += 1;
+            if entry.last_caption != caption_id {
+                entry.last_caption = caption_id;
+                entry.count.images += 1;
+            }
+            counted = true;
+        });
+        self.captions_with_tags += u64::from(counted);
+    }
+
+    /// Adds another partial count into this one.
+    pub fn merge(&mut self, other: TagCounts) {
+        let (mut big, small) = if self.tags.len() >= other.tags.len() {
+            (std::mem::take(self), other)
+        } else {
+            (other, std::mem::take(self))
+        };
+        big.captions += small.captions;
+        big.captions_with_tags += small.captions_with_tags;
+        big.null_captions += small.null_captions;
+        big.invalid_utf8 += small.invalid_utf8;
+        for (key, entry) in small.tags {
+            let slot = big.tags.entry(key).or_insert(Entry {
+                count: TagCount::default(),
+                last_caption: u64::MAX,
+            });
+            slot.count.occurrences += entry.count.occurrences;
+            slot.count.images += entry.count.images;
+            slot.last_caption = u64::MAX;
+        }
+        *self = big;
+    }
+
+    /// Adds one key's counts directly (deserialising, tests).
+    pub fn insert(&mut self, key: &str, count: TagCount) {
+        let slot = self.tags.entry(key.into()).or_insert(Entry {
+            count: TagCount::default(),
+            last_caption: u64::MAX,
+        });
+        slot.count.occurrences += count.occurrences;
+        slot.count.images += count.images;
+    }
+
+    /// Keys with counts, most images first, then most occurrences, then key
+    /// (byte order): a total order, so ties never depend on hashing.
+    pub fn sorted(&self) -> Vec<(&str, TagCount)> {
+        let mut rows: Vec<(&str, TagCount)> = self
+            .tags
+            .iter()
+            .map(|(k, e)| (k.as_str(), e.count))
+            .collect();
+        rows.par_sort_unstable_by(|a, b| {
+            b.1.images
+                .cmp(&a.1.images)
+                .then(b.1.occurrences.cmp(&a.1.occurrences))
+                .then(a.0.cmp(b.0))
+        });
+        rows
+    }
+
+    /// A compact, versioned binary form (for shipping partial counts).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.tags.len() * 32);
+        out.extend_from_slice(MAGIC);
+        for v in [
+            self.captions,
+            self.captions_with_tags,
+            self.null_captions,
+            self.invalid_utf8,
+            self.tags.len() as u64,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for (key, entry) in &self.tags {
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&entry.count.occurrences.to_le_bytes());
+            out.extend_from_slice(&entry.count.images.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn from_bytes(data: &[u8]) -> Result<TagCounts, String> {
+        let mut reader = Reader { data, pos: 0 };
+        if reader.take(MAGIC.len())? != MAGIC {
+            return Err("not a fastprep hashtag-count blob (bad magic or version)".into());
+        }
+        let mut counts = TagCounts {
+            captions: reader.u64()?,
+            captions_with_tags: reader.u64()?,
+            null_captions: reader.u64()?,
+            invalid_utf8: reader.u64()?,
+            ..Default::default()
+        };
+        let n = reader.u64()?;
+        counts.tags.reserve(n.min(1 << 24) as usize);
+        for _ in 0..n {
+            let len = u32::from_le_bytes(reader.take(4)?.try_into().unwrap_or_default()) as usize;
+            let key =
+                std::str::from_utf8(reader.take(len)?).map_err(|e| format!("bad key: {e}"))?;
+            let occurrences = reader.u64()?;
+            let images = reader.u64()?;
+            counts.insert(
+                key,
+                TagCount {
+                    occurrences,
+                    images,
+                },
+            );
+        }
+        if reader.pos != data.len() {
+            return Err("trailing bytes after hashtag counts".into());
+        }
+        Ok(counts)
+    }
+}
+
+const MAGIC: &[u8] = b"FPHASHTAGCOUNTS1";
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or("truncated hashtag counts")?;
+        let out = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
+    }
+}
+
+/// Counts `captions` on the current rayon pool. The result does not depend on
+/// the number of threads: partial counts are sums.
+pub fn count_parallel(captions: &[Option<&[u8]>], normalizer: &Normalizer) -> TagCounts {
+    const CHUNK: usize = 2048;
+    captions
+        .par_chunks(CHUNK)
+        .enumerate()
+        .fold(
+            || (TagCounts::new(), String::new()),
+            |(mut counts, mut scratch), (chunk_index, chunk)| {
+                for (i, text) in chunk.iter().enumerate() {
+                    let id = (chunk_index * CHUNK + i) as u64;
+                    counts.add_caption(*text, id, normalizer, &mut scratch);
+                }
+                (counts, scratch)
+            },
+        )
+        .map(|(counts, _)| counts)
+        .reduce(TagCounts::new, |mut a, b| {
+            a.merge(b);
+            a
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captions(texts: &[&'static str]) -> Vec<Option<&'static [u8]>> {
+        texts.iter().map(|t| Some(t.as_bytes())).collect()
+    }
+
+    #[test]
+    fn occurrences_and_images() {
+        let c = captions(&["#Dog #dog #cat", "＃ＤＯＧ on a walk", "no tags", "#cat"]);
+        let counts = count_parallel(&c, &Normalizer::default());
+        assert_eq!(
+            counts.get("dog"),
+            Some(TagCount {
+                occurrences: 3,
+                images: 2
+            })
+        );
+        assert_eq!(
+            counts.get("cat"),
+            Some(TagCount {
+                occurrences: 2,
+                images: 2
+            })
+        );
+        assert_eq!((counts.captions, counts.captions_with_tags), (4, 3));
+        assert_eq!(
+            counts.sorted()[0].0,
+            "dog",
+            "tie on images broken by occurrences"
+        );
+    }
+
+    #[test]
+    fn merge_equals_whole_and_bytes_round_trip() {
+        let all = captions(&["#a #b", "#b #b #c", "#c", "#a #d", "x"]);
+        let whole = count_parallel(&all, &Normalizer::default());
+        let mut left = count_parallel(&all[..2], &Normalizer::default());
+        left.merge(count_parallel(&all[2..], &Normalizer::default()));
+        assert_eq!(left.sorted(), whole.sorted());
+        assert_eq!(left.captions, whole.captions);
+        let back = TagCounts::from_bytes(&whole.to_bytes()).unwrap();
+        assert_eq!(back.sorted(), whole.sorted());
+        assert!(TagCounts::from_bytes(&whole.to_bytes()[..20]).is_err());
+    }
+}
