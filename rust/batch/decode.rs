@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::arrow::{build_record_batch, Pixels, RecordMeta};
 use super::source::RecordSource;
-use crate::image::{decode, decode_into, DecodeError, Decoded, ImageOptions};
+use crate::image::{decode_into, probe, DecodeError, Decoded, ImageOptions};
 
 /// The decoded batch before it becomes Arrow.
 pub struct DecodedBatch {
@@ -86,34 +86,54 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
             }
         }
         None => {
-            let decoded: Vec<_> = (0..n)
+            // Sizes differ per record: read every header first, then decode
+            // each image straight into its place in one allocation.
+            let probed: Vec<Decoded<()>> = (0..n)
                 .into_par_iter()
                 .map(|i| {
                     source.with_bytes(i, |bytes| match bytes {
                         Err(e) => failure(e),
-                        Ok(bytes) => {
-                            catch_unwind(AssertUnwindSafe(|| decode(bytes, options, i as u64)))
-                                .unwrap_or_else(|p| failure(panic_reason(p)))
-                        }
+                        Ok(bytes) => catch_unwind(AssertUnwindSafe(|| probe(bytes, options)))
+                            .unwrap_or_else(|p| failure(panic_reason(p))),
                     })
                 })
                 .collect();
-            let total: usize = decoded
-                .iter()
-                .map(|d| d.result.as_ref().map_or(0, |img| img.data.len()))
-                .sum();
-            let mut data = Vec::with_capacity(total);
             let mut offsets = Vec::with_capacity(n + 1);
             offsets.push(0i64);
-            let mut records = Vec::with_capacity(n);
-            for d in decoded {
-                let size = d.result.as_ref().ok().map(|img| (img.width, img.height));
-                records.push(meta(&d, size));
-                if let Ok(img) = &d.result {
-                    data.extend_from_slice(&img.data);
-                }
-                offsets.push(data.len() as i64);
+            for d in &probed {
+                let (w, h) = d.result.as_ref().ok().and(d.source_size).unwrap_or((0, 0));
+                offsets.push(offsets[offsets.len() - 1] + i64::from(w) * i64::from(h) * 3);
             }
+            let mut data = vec![0u8; offsets[n] as usize];
+            let mut slots = Vec::with_capacity(n);
+            let mut rest = data.as_mut_slice();
+            for w in offsets.windows(2) {
+                let (slot, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
+                slots.push(slot);
+                rest = tail;
+            }
+            let records = slots
+                .into_par_iter()
+                .zip(probed)
+                .enumerate()
+                .map(|(i, (slot, probed))| {
+                    if probed.result.is_err() {
+                        return meta(&probed, None);
+                    }
+                    let size = probed.source_size;
+                    let decoded = source.with_bytes(i, |bytes| match bytes {
+                        Err(e) => failure(e),
+                        Ok(bytes) => catch_unwind(AssertUnwindSafe(|| {
+                            decode_into(bytes, options, i as u64, slot)
+                        }))
+                        .unwrap_or_else(|p| failure(panic_reason(p))),
+                    });
+                    if decoded.result.is_err() {
+                        slot.fill(0);
+                    }
+                    meta(&decoded, size)
+                })
+                .collect();
             DecodedBatch {
                 pixels: Pixels::Variable { data, offsets },
                 records,

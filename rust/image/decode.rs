@@ -154,7 +154,7 @@ fn render(
     orientation: Orientation,
     plan: &Plan,
     options: &ImageOptions,
-    out: Option<&mut [u8]>,
+    mut out: Option<&mut [u8]>,
 ) -> Result<RgbImage, DecodeError> {
     let (sw, sh) = header.stored_size();
     let crop = orientation.box_to_stored(plan.crop, sw, sh);
@@ -165,6 +165,8 @@ fn render(
         plan.resized
     };
 
+    let untouched =
+        orientation == Orientation::IDENTITY && !plan.flip && plan.canvas == plan.resized;
     let (source, crop) = match header {
         Header::Jpeg(h, data) => {
             let reduce = options.reduced_decode && options.geometry != Geometry::Original;
@@ -177,7 +179,20 @@ fn render(
             let crop = crop.scaled(f64::from(iw) / f64::from(sw), f64::from(ih) / f64::from(sh));
             let region = jpeg::crop_alignment(&h, denominator)
                 .and_then(|align| decode_region(crop, resized, options.filter, (iw, ih), align));
-            let img = jpeg::decode(data, &h, denominator, region)?;
+            let request = jpeg::Request {
+                denominator,
+                region,
+                fast: reduce,
+            };
+            let as_is = region.is_none() && crop == CropBox::full(iw, ih) && (iw, ih) == resized;
+            if let (true, true, false, Some(out)) =
+                (untouched, as_is, h.is_cmyk(), out.as_deref_mut())
+            {
+                // Nothing else touches these pixels: decode straight into place.
+                jpeg::decode_into(data, &h, request, out)?;
+                return Ok(RgbImage::new(0, 0, Vec::new()));
+            }
+            let img = jpeg::decode(data, &h, request)?;
             let crop = match region {
                 Some(r) => CropBox {
                     left: crop.left - f64::from(r.x),
@@ -191,8 +206,6 @@ fn render(
         Header::Other(opened) => (opened.decode(options.background)?, crop),
     };
 
-    let untouched =
-        orientation == Orientation::IDENTITY && !plan.flip && plan.canvas == plan.resized;
     if untouched {
         if let Some(out) = out {
             resize_into(&source, crop, out, resized.0, resized.1, options.filter)?;
