@@ -52,6 +52,14 @@ impl PyNormalizer {
         self.inner.resolve(&scratch).map(str::to_string)
     }
 
+    #[allow(clippy::type_complexity)]
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Vec<(String, String)>, Vec<String>))> {
+        let me = slf.get();
+        Ok((slf.get_type().into_any(), (me.canonical(), me.stoplist())))
+    }
+
     #[getter]
     fn canonical(&self) -> Vec<(String, String)> {
         let mut pairs: Vec<_> = self
@@ -170,9 +178,11 @@ impl PyCounts {
         Ok(())
     }
 
-    /// Adds another partial count into this one.
-    fn merge(&mut self, other: &PyCounts) {
-        self.inner.merge(other.inner.clone());
+    /// Adds another partial count into this one (itself included: doubles).
+    fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, Self>) {
+        // Copy first: `other` may be `slf`, which is about to be borrowed mutably.
+        let addition = other.borrow().inner.clone();
+        slf.borrow_mut().inner.merge(addition);
     }
 
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {

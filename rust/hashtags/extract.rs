@@ -13,7 +13,7 @@
 use bstr::{decode_last_utf8, decode_utf8};
 
 use super::chars::{is_hashtag_char, is_letter_or_mark};
-use super::url::inside_url;
+use super::url::UrlCursor;
 
 const FULLWIDTH_HASH: &[u8] = "＃".as_bytes();
 
@@ -62,6 +62,12 @@ fn boundary_before(text: &[u8], pos: usize) -> bool {
 /// the hash sign), in order.
 pub fn extract_spans(text: &[u8], mut emit: impl FnMut(usize, usize)) {
     let mut pos = 0;
+    // End of the last regex match (a run with a letter, accepted or not): the
+    // regex consumed its characters, so none of them can be the boundary of a
+    // hash sign right after it (`#a<VS16>#b` gives nothing).
+    let mut matched_until = usize::MAX;
+    // Built on the first hashtag that needs it: most captions never pay.
+    let mut urls: Option<UrlCursor> = None;
     while pos < text.len() {
         let Some(found) = memchr::memchr2(b'#', 0xEF, &text[pos..]) else {
             break;
@@ -73,7 +79,7 @@ pub fn extract_spans(text: &[u8], mut emit: impl FnMut(usize, usize)) {
         };
         let start = at + sign;
         pos = start;
-        if !boundary_before(text, at) {
+        if at == matched_until || !boundary_before(text, at) {
             continue;
         }
         if matches!(char_at(text, start), Some(('\u{FE0F}' | '\u{20E3}', _))) {
@@ -92,10 +98,18 @@ pub fn extract_spans(text: &[u8], mut emit: impl FnMut(usize, usize)) {
             continue;
         }
         pos = end;
+        if has_letter {
+            matched_until = end;
+        }
         let rest = &text[end..];
         let followed_badly =
             rest.starts_with(b"#") || rest.starts_with(FULLWIDTH_HASH) || rest.starts_with(b"://");
-        if has_letter && !followed_badly && !inside_url(text, at) {
+        if has_letter
+            && !followed_badly
+            && !urls
+                .get_or_insert_with(|| UrlCursor::new(text))
+                .contains(at)
+        {
             emit(start, end);
         }
     }
@@ -127,6 +141,11 @@ mod tests {
         assert_eq!(extract("#http://twitter.com"), Vec::<&str>::new());
         assert_eq!(extract("&#tag #ok."), vec!["ok"]);
         assert_eq!(extract("#\u{FE0F}tag #\u{20E3}"), Vec::<&str>::new());
+        assert_eq!(
+            extract("#a\u{FE0F}#b"),
+            Vec::<&str>::new(),
+            "VS16 consumed by the previous match"
+        );
     }
 
     #[test]
@@ -212,12 +231,14 @@ mod properties {
         let chars: Vec<char> = text.chars().collect();
         let mut out = Vec::new();
         let mut i = 0;
+        let mut matched_until = usize::MAX;
         while i < chars.len() {
             let c = chars[i];
-            let boundary = i == 0 || {
-                let p = chars[i - 1];
-                p == '\u{FE0E}' || p == '\u{FE0F}' || !(is_hashtag_char(p) || p == '&')
-            };
+            let boundary = i == 0
+                || i != matched_until && {
+                    let p = chars[i - 1];
+                    p == '\u{FE0E}' || p == '\u{FE0F}' || !(is_hashtag_char(p) || p == '&')
+                };
             if (c == '#' || c == '＃')
                 && boundary
                 && !matches!(chars.get(i + 1), Some('\u{FE0F}' | '\u{20E3}'))
@@ -228,6 +249,9 @@ mod properties {
                 }
                 if j > i + 1 {
                     let tag: String = chars[i + 1..j].iter().collect();
+                    if tag.chars().any(is_letter_or_mark) {
+                        matched_until = j;
+                    }
                     let rest: String = chars[j..].iter().take(3).collect();
                     let byte_at: usize = chars[..i].iter().map(|c| c.len_utf8()).sum();
                     if tag.chars().any(is_letter_or_mark)

@@ -71,7 +71,8 @@ impl PairCounts {
         let middle = counts.len() / 2;
         let (_, &mut threshold, _) = counts.select_nth_unstable(middle);
         self.pairs.retain(|_, c| *c > threshold);
-        self.error_bound = self.error_bound.max(threshold);
+        // A pair may be pruned repeatedly, losing up to `threshold` each time.
+        self.error_bound += threshold;
     }
 
     pub fn merge(&mut self, other: PairCounts) {
