@@ -7,17 +7,19 @@ use rayon::prelude::*;
 
 use super::arrow::{build_record_batch, Pixels, RecordMeta};
 use super::source::RecordSource;
-use crate::image::{decode_into, probe, DecodeError, Decoded, ImageOptions};
+use crate::image::{decode_into, probe, DecodeError, Decoded, HashRequest, ImageOptions};
 
 /// The decoded batch before it becomes Arrow.
 pub struct DecodedBatch {
     pub pixels: Pixels,
     pub records: Vec<RecordMeta>,
+    /// Which hash columns to emit.
+    pub hashes: HashRequest,
 }
 
 impl DecodedBatch {
     pub fn into_record_batch(self) -> RecordBatch {
-        build_record_batch(self.pixels, self.records)
+        build_record_batch(self.pixels, self.records, &self.hashes)
     }
 }
 
@@ -37,6 +39,7 @@ fn meta<T>(decoded: &Decoded<T>, output: Option<(u32, u32)>) -> RecordMeta {
         orientation: decoded.source_size.map(|_| decoded.orientation.value()),
         output_size: decoded.result.as_ref().ok().and(output),
         error: decoded.result.as_ref().err().map(|e| e.to_string()),
+        hashes: decoded.hashes.clone(),
     }
 }
 
@@ -45,6 +48,7 @@ fn failure<T>(error: DecodeError) -> Decoded<T> {
         format: None,
         source_size: None,
         orientation: crate::image::Orientation::IDENTITY,
+        hashes: Default::default(),
         result: Err(error),
     }
 }
@@ -54,6 +58,26 @@ fn failure<T>(error: DecodeError) -> Decoded<T> {
 /// depend on the number of threads.
 pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> DecodedBatch {
     let n = source.len();
+    if !options.output_pixels {
+        let records = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let decoded = source.with_bytes(i, |bytes| match bytes {
+                    Err(e) => failure(e),
+                    Ok(bytes) => catch_unwind(AssertUnwindSafe(|| {
+                        decode_into(bytes, options, i as u64, &mut [])
+                    }))
+                    .unwrap_or_else(|p| failure(panic_reason(p))),
+                });
+                meta(&decoded, None)
+            })
+            .collect();
+        return DecodedBatch {
+            pixels: Pixels::Omitted,
+            records,
+            hashes: options.hashes,
+        };
+    }
     match options.geometry.fixed_size() {
         Some((height, width)) => {
             let frame = height as usize * width as usize * 3;
@@ -83,6 +107,7 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
                     width,
                 },
                 records,
+                hashes: options.hashes,
             }
         }
         None => {
@@ -137,6 +162,7 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
             DecodedBatch {
                 pixels: Pixels::Variable { data, offsets },
                 records,
+                hashes: options.hashes,
             }
         }
     }
@@ -196,7 +222,7 @@ mod tests {
                 assert!(data[..12].iter().all(|&v| v == 255));
                 assert!(data[12..48].iter().all(|&v| v == 0));
             }
-            Pixels::Variable { .. } => panic!("fixed size expected"),
+            _ => panic!("fixed size expected"),
         }
     }
 
@@ -210,7 +236,7 @@ mod tests {
                 assert_eq!(offsets, vec![0, 3, 3]);
                 assert_eq!(data, vec![255, 255, 255]);
             }
-            Pixels::Fixed { .. } => panic!("variable size expected"),
+            _ => panic!("variable size expected"),
         }
         assert_eq!(batch.records[0].output_size, Some((1, 1)));
         assert_eq!(batch.records[1].output_size, None);

@@ -8,7 +8,9 @@ use image::{ColorType, ImageDecoder, ImageError, Limits};
 use super::error::{check_pixel_limit, DecodeError};
 use super::format::Format;
 use super::orientation::Orientation;
-use super::pixels::{rgb_from_16bit, rgb_from_8bit, RgbImage};
+use super::pixels::{
+    pillow_rgb_from_16bit, rgb_dropping_alpha, rgb_from_16bit, rgb_from_8bit, RgbImage,
+};
 
 fn label(format: Format) -> &'static str {
     match format {
@@ -80,8 +82,14 @@ pub fn open(data: &[u8], format: Format, max_pixels: u64) -> Result<Opened<'_>, 
 }
 
 impl Opened<'_> {
-    /// Decodes the pixels to RGB8, compositing alpha onto `background`.
-    pub fn decode(self, background: [u8; 3]) -> Result<RgbImage, DecodeError> {
+    /// Decodes the pixels to RGB8, compositing alpha onto `background`. With
+    /// `pillow_view`, also returns the RGB Pillow's `convert("RGB")` would give
+    /// when it differs (alpha dropped, 16-bit reduced Pillow's way), for hashing.
+    pub fn decode(
+        self,
+        background: [u8; 3],
+        pillow_view: bool,
+    ) -> Result<(RgbImage, Option<RgbImage>), DecodeError> {
         let color = self.decoder.color_type();
         let size = usize::try_from(self.decoder.total_bytes())
             .map_err(|_| DecodeError::Internal("image does not fit in memory".into()))?;
@@ -91,16 +99,21 @@ impl Opened<'_> {
             .read_image_boxed(&mut buf)
             .map_err(|e| reason(format, e))?;
         let channels = usize::from(color.channel_count());
-        let rgb = match color {
+        let (rgb, pillow) = match color {
             ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8 => {
-                rgb_from_8bit(&buf, channels, background)
+                let differs = pillow_view && color.has_alpha();
+                (
+                    rgb_from_8bit(&buf, channels, background),
+                    differs.then(|| rgb_dropping_alpha(&buf, channels)),
+                )
             }
             ColorType::L16 | ColorType::La16 | ColorType::Rgb16 | ColorType::Rgba16 => {
                 let samples: Vec<u16> = buf
                     .chunks_exact(2)
                     .map(|b| u16::from_ne_bytes([b[0], b[1]]))
                     .collect();
-                rgb_from_16bit(&samples, channels, background)
+                let pillow = pillow_view.then(|| pillow_rgb_from_16bit(&samples, channels));
+                (rgb_from_16bit(&samples, channels, background), pillow)
             }
             other => {
                 return Err(DecodeError::Corrupt {
@@ -109,6 +122,10 @@ impl Opened<'_> {
                 })
             }
         };
-        Ok(RgbImage::new(self.width, self.height, rgb))
+        let (w, h) = (self.width, self.height);
+        Ok((
+            RgbImage::new(w, h, rgb),
+            pillow.map(|p| RgbImage::new(w, h, p)),
+        ))
     }
 }

@@ -1,11 +1,12 @@
 //! One image from encoded bytes to output pixels: sniff, read the header,
-//! check the pixel limit, plan the geometry, decode (scaled when possible),
-//! resample, then orient, flip and pad the small result.
+//! check the pixel limit, plan the geometry, decode (scaled or partially when
+//! possible), hash, resample, then orient, flip and pad the small result.
 
 use super::codecs::{self, Opened};
 use super::error::{check_pixel_limit, DecodeError};
 use super::format::{sniff, Format};
 use super::geometry::{plan, CropBox, Plan};
+use super::hashes::{hash_bytes, hash_pixels, ImageHashes};
 use super::jpeg::{self, JpegHeader};
 use super::options::{Filter, Geometry, ImageOptions};
 use super::orientation::{flip_horizontal, Orientation};
@@ -20,6 +21,8 @@ pub struct Decoded<T> {
     pub source_size: Option<(u32, u32)>,
     /// The orientation that was applied (identity when switched off).
     pub orientation: Orientation,
+    /// The hashes asked for (byte hashes even when decoding failed).
+    pub hashes: ImageHashes,
     pub result: Result<T, DecodeError>,
 }
 
@@ -29,6 +32,7 @@ impl<T> Decoded<T> {
             format,
             source_size: None,
             orientation: Orientation::IDENTITY,
+            hashes: ImageHashes::default(),
             result: Err(error),
         }
     }
@@ -89,6 +93,7 @@ pub fn probe(data: &[u8], options: &ImageOptions) -> Decoded<()> {
                 format: Some(format),
                 source_size: Some(orientation.display_size(w, h)),
                 orientation,
+                hashes: ImageHashes::default(),
                 result: Ok(()),
             }
         }
@@ -108,7 +113,8 @@ pub fn decode(data: &[u8], options: &ImageOptions, record_index: u64) -> Decoded
     run(data, options, record_index, None)
 }
 
-/// Decodes into `out`, which must hold exactly the geometry's fixed size.
+/// Decodes into `out`, which must hold exactly the geometry's fixed size
+/// (or be empty when `options.output_pixels` is off).
 pub fn decode_into(
     data: &[u8],
     options: &ImageOptions,
@@ -120,6 +126,7 @@ pub fn decode_into(
         format: d.format,
         source_size: d.source_size,
         orientation: d.orientation,
+        hashes: d.hashes,
         result: d.result.map(|_| ()),
     }
 }
@@ -130,86 +137,126 @@ fn run(
     record_index: u64,
     out: Option<&mut [u8]>,
 ) -> Decoded<RgbImage> {
+    let mut hashes = ImageHashes::default();
+    hash_bytes(data, &options.hashes, &mut hashes);
     let (format, header) = match open(data, options) {
         Ok(opened) => opened,
-        Err((format, e)) => return Decoded::failed(format, e),
+        Err((format, e)) => {
+            return Decoded {
+                hashes,
+                ..Decoded::failed(format, e)
+            }
+        }
     };
     let orientation = effective_orientation(&header, options);
     let (sw, sh) = header.stored_size();
     let (dw, dh) = orientation.display_size(sw, sh);
     let plan = plan(&options.geometry, dw, dh, record_index);
-    let result = render(header, orientation, &plan, options, out);
+    let result = render(header, orientation, &plan, options, out, &mut hashes);
     Decoded {
         format: Some(format),
         source_size: Some((dw, dh)),
         orientation,
+        hashes,
         result,
     }
 }
 
-/// Decodes and resamples per the plan. With `out`, writes there and returns an
-/// empty image; without, returns the pixels.
+fn empty() -> RgbImage {
+    RgbImage::new(0, 0, Vec::new())
+}
+
+/// Decodes, hashes and resamples per the plan. With `out`, writes there and
+/// returns an empty image; without, returns the pixels.
 fn render(
     header: Header,
-    orientation: Orientation,
+    mut orientation: Orientation,
     plan: &Plan,
     options: &ImageOptions,
     mut out: Option<&mut [u8]>,
+    hashes: &mut ImageHashes,
 ) -> Result<RgbImage, DecodeError> {
     let (sw, sh) = header.stored_size();
-    let crop = orientation.box_to_stored(plan.crop, sw, sh);
+    // Perceptual hashes need every pixel of the displayed picture, so hashing
+    // turns off reduced and partial decoding for the record.
+    let hashing = options.hashes.needs_pixels();
+    let mut crop = orientation.box_to_stored(plan.crop, sw, sh);
     // Resample in stored orientation; only the small result is re-oriented.
-    let resized = if orientation.swaps_axes() {
+    let mut resized = if orientation.swaps_axes() {
         (plan.resized.1, plan.resized.0)
     } else {
         plan.resized
     };
-
     let untouched =
         orientation == Orientation::IDENTITY && !plan.flip && plan.canvas == plan.resized;
-    let (source, crop) = match header {
+
+    let (mut source, pillow_rgb) = match header {
         Header::Jpeg(h, data) => {
-            let reduce = options.reduced_decode && options.geometry != Geometry::Original;
+            let reduce =
+                !hashing && options.reduced_decode && options.geometry != Geometry::Original;
             let denominator = if reduce {
                 jpeg::pick_reduction((crop.width, crop.height), resized)
             } else {
                 1
             };
             let (iw, ih) = jpeg::scaled_size(&h, denominator);
-            let crop = crop.scaled(f64::from(iw) / f64::from(sw), f64::from(ih) / f64::from(sh));
-            let region = jpeg::crop_alignment(&h, denominator)
-                .and_then(|align| decode_region(crop, resized, options.filter, (iw, ih), align));
+            crop = crop.scaled(f64::from(iw) / f64::from(sw), f64::from(ih) / f64::from(sh));
+            let region = if hashing {
+                None
+            } else {
+                jpeg::crop_alignment(&h, denominator)
+                    .and_then(|align| decode_region(crop, resized, options.filter, (iw, ih), align))
+            };
             let request = jpeg::Request {
                 denominator,
                 region,
                 fast: reduce,
             };
             let as_is = region.is_none() && crop == CropBox::full(iw, ih) && (iw, ih) == resized;
-            if let (true, true, false, Some(out)) =
-                (untouched, as_is, h.is_cmyk(), out.as_deref_mut())
+            if let (true, true, false, false, Some(out)) =
+                (untouched, as_is, h.is_cmyk(), hashing, out.as_deref_mut())
             {
                 // Nothing else touches these pixels: decode straight into place.
                 jpeg::decode_into(data, &h, request, out)?;
-                return Ok(RgbImage::new(0, 0, Vec::new()));
+                return Ok(empty());
             }
             let img = jpeg::decode(data, &h, request)?;
-            let crop = match region {
-                Some(r) => CropBox {
+            if let Some(r) = region {
+                crop = CropBox {
                     left: crop.left - f64::from(r.x),
                     top: crop.top - f64::from(r.y),
                     ..crop
-                },
-                None => crop,
-            };
-            (img, crop)
+                };
+            }
+            (img, None)
         }
-        Header::Other(opened) => (opened.decode(options.background)?, crop),
+        Header::Other(opened) => opened.decode(options.background, hashing)?,
     };
 
+    if hashing {
+        // Hash the displayed picture: orient the full image first, then the
+        // rest of the work happens in display coordinates.
+        let pillow_rgb = pillow_rgb.map(|p| orientation.apply_owned(p));
+        source = orientation.apply_owned(source);
+        orientation = Orientation::IDENTITY;
+        crop = plan.crop;
+        resized = plan.resized;
+        hash_pixels(
+            pillow_rgb.as_ref().unwrap_or(&source),
+            &options.hashes,
+            hashes,
+        );
+    }
+    if !options.output_pixels {
+        return Ok(empty());
+    }
+
+    let untouched =
+        orientation == Orientation::IDENTITY && !plan.flip && plan.canvas == plan.resized;
     if untouched {
         if let Some(out) = out {
             resize_into(&source, crop, out, resized.0, resized.1, options.filter)?;
-            return Ok(RgbImage::new(0, 0, Vec::new()));
+            return Ok(empty());
         }
         if crop == CropBox::full(source.width, source.height)
             && (source.width, source.height) == resized
@@ -231,11 +278,7 @@ fn render(
         options.filter,
     )?;
     drop(source);
-    let mut small = if orientation == Orientation::IDENTITY {
-        small
-    } else {
-        orientation.apply(&small)
-    };
+    let mut small = orientation.apply_owned(small);
     if plan.flip {
         flip_horizontal(&mut small);
     }
@@ -247,7 +290,7 @@ fn render(
     match out {
         Some(out) => {
             out.copy_from_slice(&finished.data);
-            Ok(RgbImage::new(0, 0, Vec::new()))
+            Ok(empty())
         }
         None => Ok(finished),
     }

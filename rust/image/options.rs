@@ -1,5 +1,7 @@
 //! What the caller asks for: output geometry, filter and decode switches.
 
+use super::hashes::HashRequest;
+
 /// Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`).
 pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
 
@@ -82,6 +84,10 @@ pub struct ImageOptions {
     /// Colour under transparent pixels and around letterboxed images.
     pub background: [u8; 3],
     pub max_pixels: u64,
+    /// Hashes computed in the same pass.
+    pub hashes: HashRequest,
+    /// Produce pixels at all (off: only hashes and metadata).
+    pub output_pixels: bool,
 }
 
 impl Default for ImageOptions {
@@ -93,6 +99,8 @@ impl Default for ImageOptions {
             reduced_decode: true,
             background: [255, 255, 255],
             max_pixels: DEFAULT_MAX_PIXELS,
+            hashes: HashRequest::default(),
+            output_pixels: true,
         }
     }
 }

@@ -73,6 +73,15 @@ impl Orientation {
         }
     }
 
+    /// Like [`Orientation::apply`], without a copy when there is nothing to do.
+    pub fn apply_owned(self, src: RgbImage) -> RgbImage {
+        if self.0 == 1 {
+            src
+        } else {
+            self.apply(&src)
+        }
+    }
+
     /// Turns a stored-orientation image into the displayed picture.
     pub fn apply(self, src: &RgbImage) -> RgbImage {
         if self.0 == 1 {

@@ -77,6 +77,39 @@ pub fn rgb_from_16bit(src: &[u16], channels: usize, background: [u8; 3]) -> Vec<
     rgb_from_8bit(&reduced, channels, background)
 }
 
+/// Pillow's `convert("RGB")` of 8-bit samples: alpha is dropped, not
+/// composited (what `imagehash` and `pdqhash` hash).
+pub fn rgb_dropping_alpha(src: &[u8], channels: usize) -> Vec<u8> {
+    match channels {
+        2 => src
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
+        4 => src
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        _ => rgb_from_8bit(src, channels, [0; 3]),
+    }
+}
+
+/// Pillow's view of 16-bit samples: colour keeps the high byte; 16-bit grey
+/// ("I;16") converts to 8 bits by clamping at 255.
+pub fn pillow_rgb_from_16bit(src: &[u16], channels: usize) -> Vec<u8> {
+    let grey = channels <= 2;
+    let reduced: Vec<u8> = src
+        .iter()
+        .map(|&v| {
+            if grey {
+                v.min(255) as u8
+            } else {
+                (v >> 8) as u8
+            }
+        })
+        .collect();
+    rgb_dropping_alpha(&reduced, channels)
+}
+
 /// CMYK as libjpeg returns it into RGB. Adobe applications store CMYK inverted
 /// (0 = full ink), which `inverted` undoes; the conversion is Pillow's.
 pub fn rgb_from_cmyk(src: &[u8], inverted: bool) -> Vec<u8> {

@@ -1,0 +1,334 @@
+//! Meta's PDQ perceptual hash (256 bits plus a 0-100 quality), following the
+//! reference C++ (`pdq/cpp/hashing`, `pdq/cpp/downscaling`) operation for
+//! operation in single precision, so the same luma gives the same bits:
+//! float luma, two passes of a Jarosz box filter, decimation to 64x64, the
+//! gradient quality metric, a 16x16 DCT (coefficients 1..16 of a 64-point
+//! DCT-II), and one bit per coefficient above the median. The eight dihedral
+//! variants come from sign flips and transposes of the same 16x16 DCT.
+
+use std::sync::OnceLock;
+
+/// A 256-bit PDQ hash: bit k (row k/16, column k%16 of the DCT) is
+/// `(words[k / 64] >> (k % 64)) & 1`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Pdq256(pub [u64; 4]);
+
+impl Pdq256 {
+    /// Big-endian bytes: the hex of these is Meta's hex format.
+    pub fn to_be_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, w) in self.0.iter().rev().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.to_be_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    pub fn from_hex(hex: &str) -> Option<Pdq256> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut words = [0u64; 4];
+        for (i, w) in words.iter_mut().enumerate() {
+            let start = (3 - i) * 16;
+            *w = u64::from_str_radix(hex.get(start..start + 16)?, 16).ok()?;
+        }
+        Some(Pdq256(words))
+    }
+
+    pub fn distance(&self, other: &Pdq256) -> u32 {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .map(|(a, b)| (a ^ b).count_ones())
+            .sum()
+    }
+}
+
+/// PDQ of an image and its dihedral variants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PdqResult {
+    pub hash: Pdq256,
+    pub quality: u8,
+    dct: [[f32; 16]; 16],
+}
+
+/// The eight dihedral transforms, in Meta's order.
+pub const DIHEDRAL: [&str; 8] = [
+    "orig", "rot90", "rot180", "rot270", "flipx", "flipy", "flipp", "flipm",
+];
+
+const MIN_HASHABLE_DIM: usize = 5;
+
+fn dct_matrix() -> &'static [f32; 16 * 64] {
+    static MATRIX: OnceLock<[f32; 16 * 64]> = OnceLock::new();
+    MATRIX.get_or_init(|| {
+        let scale = (2.0f64 / 64.0).sqrt() as f32;
+        let mut m = [0f32; 16 * 64];
+        for i in 0..16 {
+            for j in 0..64 {
+                let angle =
+                    (std::f64::consts::PI / 2.0 / 64.0) * (i as f64 + 1.0) * (2.0 * j as f64 + 1.0);
+                m[i * 64 + j] = scale * angle.cos() as f32;
+            }
+        }
+        m
+    })
+}
+
+/// Float luma as the reference computes it (single precision).
+pub fn luma_from_rgb(rgb: &[u8]) -> Vec<f32> {
+    let (r, g, b) = (0.299f32, 0.587f32, 0.114f32);
+    rgb.chunks_exact(3)
+        .map(|p| r * f32::from(p[0]) + g * f32::from(p[1]) + b * f32::from(p[2]))
+        .collect()
+}
+
+fn window_size(old: usize, new: usize) -> usize {
+    (old + 2 * new - 1) / (2 * new)
+}
+
+/// One box-filter pass along a strided vector (the reference's four phases).
+fn box_1d(
+    input: &[f32],
+    output: &mut [f32],
+    start: usize,
+    len: usize,
+    stride: usize,
+    window: usize,
+) {
+    let half = (window + 2) / 2;
+    let phase1 = half - 1;
+    let phase2 = window - half + 1;
+    let phase3 = len.saturating_sub(window);
+    let phase4 = half - 1;
+    let (mut li, mut ri, mut oi) = (start, start, start);
+    let mut sum = 0f32;
+    let mut current = 0i32;
+    for _ in 0..phase1 {
+        sum += input[ri];
+        current += 1;
+        ri += stride;
+    }
+    for _ in 0..phase2 {
+        sum += input[ri];
+        current += 1;
+        output[oi] = sum / current as f32;
+        ri += stride;
+        oi += stride;
+    }
+    for _ in 0..phase3 {
+        sum += input[ri];
+        sum -= input[li];
+        output[oi] = sum / current as f32;
+        li += stride;
+        ri += stride;
+        oi += stride;
+    }
+    for _ in 0..phase4 {
+        sum -= input[li];
+        current -= 1;
+        output[oi] = sum / current as f32;
+        li += stride;
+        oi += stride;
+    }
+}
+
+fn jarosz(
+    buf1: &mut [f32],
+    buf2: &mut [f32],
+    rows: usize,
+    cols: usize,
+    win_rows: usize,
+    win_cols: usize,
+) {
+    for _ in 0..2 {
+        for i in 0..rows {
+            box_1d(buf1, buf2, i * cols, cols, 1, win_rows);
+        }
+        for j in 0..cols {
+            box_1d(buf2, buf1, j, rows, cols, win_cols);
+        }
+    }
+}
+
+fn decimate(input: &[f32], rows: usize, cols: usize) -> [[f32; 64]; 64] {
+    let mut out = [[0f32; 64]; 64];
+    for (oi, row) in out.iter_mut().enumerate() {
+        let ini = (((oi as f64 + 0.5) * rows as f64) / 64.0) as usize;
+        for (oj, v) in row.iter_mut().enumerate() {
+            let inj = (((oj as f64 + 0.5) * cols as f64) / 64.0) as usize;
+            *v = input[ini * cols + inj];
+        }
+    }
+    out
+}
+
+fn quality(b: &[[f32; 64]; 64]) -> u8 {
+    let mut gradient_sum: i32 = 0;
+    for i in 0..63 {
+        for j in 0..64 {
+            let d = ((b[i][j] - b[i + 1][j]) * 100.0 / 255.0) as i32;
+            gradient_sum += d.abs();
+        }
+    }
+    for row in b.iter() {
+        for j in 0..63 {
+            let d = ((row[j] - row[j + 1]) * 100.0 / 255.0) as i32;
+            gradient_sum += d.abs();
+        }
+    }
+    (gradient_sum / 90).min(100) as u8
+}
+
+fn dct_64_to_16(a: &[[f32; 64]; 64]) -> [[f32; 16]; 16] {
+    let d = dct_matrix();
+    let mut t = [[0f32; 64]; 16];
+    for i in 0..16 {
+        for j in 0..64 {
+            let mut sum = 0f32;
+            for k in 0..64 {
+                sum += d[i * 64 + k] * a[k][j];
+            }
+            t[i][j] = sum;
+        }
+    }
+    let mut b = [[0f32; 16]; 16];
+    for i in 0..16 {
+        for j in 0..16 {
+            let mut sum = 0f32;
+            for k in 0..64 {
+                sum += t[i][k] * d[j * 64 + k];
+            }
+            b[i][j] = sum;
+        }
+    }
+    b
+}
+
+fn bits(dct: &[[f32; 16]; 16]) -> Pdq256 {
+    // Torben's median of 256 values is the lower median: the 128th smallest.
+    let mut sorted: Vec<f32> = dct.iter().flatten().copied().collect();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted[127];
+    let mut words = [0u64; 4];
+    for (k, &v) in dct.iter().flatten().enumerate() {
+        if v > median {
+            words[k / 64] |= 1 << (k % 64);
+        }
+    }
+    Pdq256(words)
+}
+
+/// PDQ of a float luma image (`rows` x `cols`, row-major), consumed as scratch.
+pub fn pdq_from_luma(mut luma: Vec<f32>, rows: usize, cols: usize) -> PdqResult {
+    if rows < MIN_HASHABLE_DIM || cols < MIN_HASHABLE_DIM {
+        return PdqResult {
+            hash: Pdq256::default(),
+            quality: 0,
+            dct: [[0.0; 16]; 16],
+        };
+    }
+    let small = if rows == 64 && cols == 64 {
+        let mut b = [[0f32; 64]; 64];
+        for (i, row) in b.iter_mut().enumerate() {
+            row.copy_from_slice(&luma[i * 64..i * 64 + 64]);
+        }
+        b
+    } else {
+        let mut scratch = vec![0f32; luma.len()];
+        jarosz(
+            &mut luma,
+            &mut scratch,
+            rows,
+            cols,
+            window_size(cols, 64),
+            window_size(rows, 64),
+        );
+        decimate(&luma, rows, cols)
+    };
+    let dct = dct_64_to_16(&small);
+    PdqResult {
+        hash: bits(&dct),
+        quality: quality(&small),
+        dct,
+    }
+}
+
+/// PDQ of an RGB8 image.
+pub fn pdq_from_rgb(rgb: &[u8], width: usize, height: usize) -> PdqResult {
+    pdq_from_luma(luma_from_rgb(rgb), height, width)
+}
+
+impl PdqResult {
+    /// The hashes of the eight dihedral variants ([`DIHEDRAL`] order),
+    /// derived from this image's DCT without recomputing it.
+    pub fn dihedral(&self) -> [Pdq256; 8] {
+        let a = &self.dct;
+        let variant = |transpose: bool, sign: &dyn Fn(usize, usize) -> bool| {
+            let mut b = [[0f32; 16]; 16];
+            for i in 0..16 {
+                for j in 0..16 {
+                    let v = if sign(i, j) { -a[i][j] } else { a[i][j] };
+                    if transpose {
+                        b[j][i] = v;
+                    } else {
+                        b[i][j] = v;
+                    }
+                }
+            }
+            bits(&b)
+        };
+        [
+            self.hash,
+            variant(true, &|_, j| j & 1 == 0),
+            variant(false, &|i, j| (i + j) & 1 == 1),
+            variant(true, &|i, _| i & 1 == 0),
+            variant(false, &|i, _| i & 1 == 0),
+            variant(false, &|_, j| j & 1 == 0),
+            variant(true, &|_, _| false),
+            variant(true, &|i, j| (i + j) & 1 == 1),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_distance() {
+        let h = Pdq256([1, 0, 0, 1 << 63]);
+        assert_eq!(&h.to_hex()[..2], "80");
+        assert!(h.to_hex().ends_with("01"));
+        assert_eq!(Pdq256::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(h.distance(&Pdq256::default()), 2);
+    }
+
+    #[test]
+    fn box_filter_phases_match_the_reference_example() {
+        // The reference's worked example: window 7 over 0..15 gives these sums.
+        let input: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let mut out = vec![0f32; 16];
+        box_1d(&input, &mut out, 0, 16, 1, 7);
+        let sums = [
+            6, 10, 15, 21, 28, 35, 42, 49, 56, 63, 70, 77, 84, 75, 65, 54,
+        ];
+        let windows = [4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 5, 4];
+        for i in 0..16 {
+            assert_eq!(out[i], sums[i] as f32 / windows[i] as f32, "index {i}");
+        }
+    }
+
+    #[test]
+    fn tiny_images_hash_to_zero_with_quality_zero() {
+        let r = pdq_from_rgb(&[0; 4 * 4 * 3], 4, 4);
+        assert_eq!((r.hash, r.quality), (Pdq256::default(), 0));
+    }
+}
