@@ -4,6 +4,7 @@
 //! is in [`bindings`], compiled with the `python` feature (maturin turns it on).
 
 pub mod batch;
+pub mod dedup;
 pub mod hashing;
 pub mod hashtags;
 pub mod image;

@@ -9,6 +9,7 @@ Hashtags are extracted, normalised and counted in Rust too
 from __future__ import annotations
 
 from fastprep._core import __version__, default_num_threads
+from fastprep.dedup import deduplicate, find_near_duplicates, leak_report, match_hashes
 from fastprep.hashtags import (
     VOCAB_PRESETS,
     HashtagCounts,
@@ -29,16 +30,19 @@ from fastprep.hashtags import (
 )
 from fastprep.images import (
     FILTERS,
+    HASHES,
     MODES,
     DecodeError,
     decode_image,
     decode_images,
+    hash_images,
     pixels_to_numpy,
     sample_images,
 )
 
 __all__ = [
     "FILTERS",
+    "HASHES",
     "MODES",
     "VOCAB_PRESETS",
     "DecodeError",
@@ -52,12 +56,17 @@ __all__ = [
     "count_hashtags",
     "decode_image",
     "decode_images",
+    "deduplicate",
     "default_num_threads",
     "extract_hashtags",
+    "find_near_duplicates",
+    "hash_images",
     "hashtag_normalizer",
     "label_captions",
     "label_targets",
+    "leak_report",
     "load_vocabulary",
+    "match_hashes",
     "normalize_hashtag",
     "pixels_to_numpy",
     "sample_images",

@@ -16,6 +16,12 @@ from fastprep import _core
 FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 #: Geometry modes. See :func:`decode_images`.
 MODES = ("center_crop", "resize", "letterbox", "random_resized_crop")
+#: Hashes :func:`decode_images` can compute in the same pass (column names in
+#: parentheses): ``xxh3`` (``xxh3_128``) and ``blake3`` of the encoded bytes,
+#: ``pixels`` (``pixel_xxh3_128``) of the decoded RGB, ``ahash``, ``dhash``,
+#: ``phash`` (uint64, identical to the ``imagehash`` package's defaults),
+#: ``pdq`` (``pdq``: 32 bytes, ``pdq_quality``: 0-100) and ``pdq_dihedral``.
+HASHES = ("xxh3", "blake3", "pixels", "ahash", "dhash", "phash", "pdq", "pdq_dihedral")
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb limit
 
@@ -78,6 +84,8 @@ def decode_images(
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     flip_p: float = 0.5,
+    hashes: Sequence[str] = (),
+    pixels: bool = True,
 ) -> pa.RecordBatch:
     """Decode many images in parallel Rust threads into one Arrow record batch.
 
@@ -106,6 +114,12 @@ def decode_images(
             pixel memory is allocated.
         num_threads: Rust threads; default ``$FASTPREP_NUM_THREADS`` or the CPUs
             this process may use. Results do not depend on it.
+        hashes: hashes to compute in the same pass, from :data:`HASHES`. Pixel
+            hashes see the whole displayed picture (EXIF orientation applied,
+            alpha dropped as Pillow's ``convert("RGB")`` does), so hashing turns
+            off reduced and partial JPEG decoding for the batch.
+        pixels: set False to skip resizing and the pixel column (hashes and
+            metadata only).
 
     Returns:
         A :class:`pyarrow.RecordBatch`, one row per input, in input order:
@@ -124,6 +138,11 @@ def decode_images(
         All pixels live in one buffer allocated by Rust and shared with pyarrow
         and numpy without a copy.
     """
+    if isinstance(hashes, str):
+        hashes = (hashes,)
+    unknown = [h for h in hashes if h not in HASHES]
+    if unknown:
+        raise ValueError(f"unknown hashes {unknown}; choose from {HASHES}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if filter not in FILTERS:
@@ -148,6 +167,8 @@ def decode_images(
         "scale": (float(scale[0]), float(scale[1])),
         "ratio": (float(ratio[0]), float(ratio[1])),
         "flip_p": float(flip_p),
+        "hashes": [str(h) for h in hashes],
+        "output_pixels": bool(pixels),
     }
     if kind == "arrow":
         return _core.decode_arrow(data, **options)
@@ -173,6 +194,14 @@ def pixels_to_numpy(batch: pa.RecordBatch) -> np.ndarray:
     values = storage.buffers()[2]
     flat = np.frombuffer(values, dtype=np.uint8, count=len(column) * frame, offset=start)
     return flat.reshape((len(column), *shape))
+
+
+def hash_images(
+    images: Any, hashes: Sequence[str] = ("xxh3", "pdq"), **options: Any
+) -> pa.RecordBatch:
+    """Hashes many images without producing pixels: :func:`decode_images`
+    with ``pixels=False``. Columns: the metadata columns plus one per hash."""
+    return decode_images(images, hashes=hashes, pixels=False, **options)
 
 
 def decode_image(

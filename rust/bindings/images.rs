@@ -9,7 +9,7 @@ use pyo3_arrow::{PyChunkedArray, PyRecordBatch};
 
 use super::arrow_input::byte_slices;
 use crate::batch::{decode_batch, run_in_pool, BytesSource, PathSource, RecordSource};
-use crate::image::{Filter, Geometry, ImageOptions};
+use crate::image::{Filter, Geometry, HashRequest, ImageOptions};
 
 /// Keyword options shared by the decode entry points, as Python passes them.
 struct RawOptions {
@@ -26,6 +26,8 @@ struct RawOptions {
     scale: (f64, f64),
     ratio: (f64, f64),
     flip_p: f64,
+    hashes: Vec<String>,
+    output_pixels: bool,
 }
 
 fn image_options(raw: &RawOptions) -> PyResult<ImageOptions> {
@@ -82,6 +84,9 @@ fn image_options(raw: &RawOptions) -> PyResult<ImageOptions> {
         reduced_decode: raw.reduced_decode,
         background: [r, g, b],
         max_pixels: raw.max_pixels,
+        hashes: HashRequest::from_names(raw.hashes.iter().map(String::as_str))
+            .map_err(PyValueError::new_err)?,
+        output_pixels: raw.output_pixels,
     })
 }
 
@@ -165,6 +170,8 @@ fn extract_options(options: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult
         scale: get("scale")?.extract()?,
         ratio: get("ratio")?.extract()?,
         flip_p: get("flip_p")?.extract()?,
+        hashes: get("hashes")?.extract()?,
+        output_pixels: get("output_pixels")?.extract()?,
     })
 }
 

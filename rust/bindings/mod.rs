@@ -3,6 +3,7 @@
 //! the PyCapsule interface. No image or hashtag logic lives here.
 
 mod arrow_input;
+mod dedup;
 mod hashtags;
 mod images;
 
@@ -20,5 +21,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_num_threads, m)?)?;
     images::register(m)?;
     hashtags::register(m)?;
+    dedup::register(m)?;
     Ok(())
 }

@@ -91,7 +91,7 @@ pub fn luma_from_rgb(rgb: &[u8]) -> Vec<f32> {
 }
 
 fn window_size(old: usize, new: usize) -> usize {
-    (old + 2 * new - 1) / (2 * new)
+    old.div_ceil(2 * new)
 }
 
 /// One box-filter pass along a strided vector (the reference's four phases).
@@ -170,6 +170,7 @@ fn decimate(input: &[f32], rows: usize, cols: usize) -> [[f32; 64]; 64] {
     out
 }
 
+#[allow(clippy::needless_range_loop)] // the reference's loop order
 fn quality(b: &[[f32; 64]; 64]) -> u8 {
     let mut gradient_sum: i32 = 0;
     for i in 0..63 {
@@ -187,6 +188,8 @@ fn quality(b: &[[f32; 64]; 64]) -> u8 {
     (gradient_sum / 90).min(100) as u8
 }
 
+// Index loops on purpose: the summation order must be the reference's.
+#[allow(clippy::needless_range_loop)]
 fn dct_64_to_16(a: &[[f32; 64]; 64]) -> [[f32; 16]; 16] {
     let d = dct_matrix();
     let mut t = [[0f32; 64]; 16];

@@ -80,6 +80,7 @@ struct Taps {
     weights: Vec<i32>,
 }
 
+#[allow(clippy::needless_range_loop)] // mirrors Pillow's loops
 fn precompute(in_size: usize, out_size: usize, filter: PillowFilter) -> Taps {
     let (in0, in1) = (0.0, in_size as f64);
     let scale = (in1 - in0) / out_size as f64;

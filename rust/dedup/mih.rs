@@ -1,0 +1,280 @@
+//! Exact radius search by multi-index hashing (Norouzi et al.; Meta's PDQ
+//! index uses the same 16-bit slots). A hash of `m` 16-bit slots within
+//! distance `r` of another agrees with it to within `t = r / m` bits on at
+//! least one slot (pigeonhole), so probing every slot's table for all values
+//! within `t` bits finds every pair; each candidate is then checked on the
+//! full hash. A pair is reported only from the first slot that finds it, so
+//! results are exact and never duplicated. When probing would cost more than
+//! comparing everything, the brute-force path runs instead.
+
+use rayon::prelude::*;
+
+use super::brute::{brute_pairs, brute_query};
+use super::hashes::{distance, HashSet};
+
+/// A match: `a` and `b` index the inputs; `distance` is the Hamming distance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pair {
+    pub a: u32,
+    pub b: u32,
+    pub distance: u32,
+}
+
+/// One table per 16-bit slot: ids grouped by slot value (CSR layout).
+struct Index {
+    slots: usize,
+    offsets: Vec<Vec<u32>>,
+    ids: Vec<Vec<u32>>,
+}
+
+impl Index {
+    fn build(set: &HashSet) -> Index {
+        let slots = set.words * 4;
+        let n = set.len();
+        let (offsets, ids) = (0..slots)
+            .into_par_iter()
+            .map(|s| {
+                let mut counts = vec![0u32; 65_537];
+                for i in 0..n {
+                    counts[set.slot(i, s) as usize + 1] += 1;
+                }
+                for v in 0..65_536 {
+                    counts[v + 1] += counts[v];
+                }
+                let mut cursor = counts.clone();
+                let mut ids = vec![0u32; n];
+                for i in 0..n {
+                    let v = set.slot(i, s) as usize;
+                    ids[cursor[v] as usize] = i as u32;
+                    cursor[v] += 1;
+                }
+                (counts, ids)
+            })
+            .unzip();
+        Index {
+            slots,
+            offsets,
+            ids,
+        }
+    }
+
+    #[inline]
+    fn bucket(&self, slot: usize, value: u16) -> &[u32] {
+        let o = &self.offsets[slot];
+        &self.ids[slot][o[value as usize] as usize..o[value as usize + 1] as usize]
+    }
+}
+
+/// All 16-bit masks with at most `t` bits set.
+fn probe_masks(t: u32) -> Vec<u16> {
+    (0..=u16::MAX).filter(|m| m.count_ones() <= t).collect()
+}
+
+/// Whether multi-index probing beats brute force for these sizes.
+fn probing_pays(queries: usize, reference: usize, slots: usize, masks: usize) -> bool {
+    let per_query = slots as f64 * masks as f64 * (1.0 + reference as f64 / 65_536.0);
+    per_query * 4.0 < reference as f64 && queries.saturating_mul(reference) > 1_000_000
+}
+
+struct Search<'a> {
+    index: &'a Index,
+    reference: &'a HashSet,
+    masks: &'a [u16],
+    t: u32,
+    radius: u32,
+}
+
+impl Search<'_> {
+    #[inline(always)]
+    fn query_body(
+        &self,
+        query: &HashSet,
+        q: usize,
+        only_after: Option<usize>,
+        out: &mut Vec<Pair>,
+    ) {
+        let qh = query.get(q);
+        for s in 0..self.index.slots {
+            let v = query.slot(q, s);
+            for &mask in self.masks {
+                for &j in self.index.bucket(s, v ^ mask) {
+                    let j = j as usize;
+                    if only_after.is_some_and(|a| j <= a) {
+                        continue;
+                    }
+                    // Reported from the first slot within `t` bits only.
+                    let earlier = (0..s).any(|e| {
+                        (query.slot(q, e) ^ self.reference.slot(j, e)).count_ones() <= self.t
+                    });
+                    if earlier {
+                        continue;
+                    }
+                    let d = distance(qh, self.reference.get(j));
+                    if d <= self.radius {
+                        out.push(Pair {
+                            a: q as u32,
+                            b: j as u32,
+                            distance: d,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    unsafe fn query_popcnt(
+        &self,
+        query: &HashSet,
+        q: usize,
+        only_after: Option<usize>,
+        out: &mut Vec<Pair>,
+    ) {
+        self.query_body(query, q, only_after, out)
+    }
+
+    fn query(&self, query: &HashSet, q: usize, only_after: Option<usize>, out: &mut Vec<Pair>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU supports POPCNT (checked just above).
+            return unsafe { self.query_popcnt(query, q, only_after, out) };
+        }
+        self.query_body(query, q, only_after, out)
+    }
+}
+
+fn check_widths(a: &HashSet, b: &HashSet) -> Result<(), String> {
+    if a.words != b.words {
+        return Err(format!(
+            "hash widths differ: {} and {} bits",
+            a.bits(),
+            b.bits()
+        ));
+    }
+    Ok(())
+}
+
+/// All pairs `a < b` of `set` within `radius`, sorted.
+pub fn search_pairs(set: &HashSet, radius: u32) -> Vec<Pair> {
+    let slots = set.words * 4;
+    let t = radius / slots as u32;
+    let masks = probe_masks(t);
+    if !probing_pays(set.len(), set.len() / 2, slots, masks.len()) {
+        return brute_pairs(set, radius);
+    }
+    let index = Index::build(set);
+    let search = Search {
+        index: &index,
+        reference: set,
+        masks: &masks,
+        t,
+        radius,
+    };
+    let mut pairs: Vec<Pair> = (0..set.len())
+        .into_par_iter()
+        .fold(Vec::new, |mut out, q| {
+            search.query(set, q, Some(q), &mut out);
+            out
+        })
+        .flatten()
+        .collect();
+    pairs.par_sort_unstable();
+    pairs
+}
+
+/// Every (query, reference) pair within `radius`, sorted.
+pub fn search_query(
+    queries: &HashSet,
+    reference: &HashSet,
+    radius: u32,
+) -> Result<Vec<Pair>, String> {
+    check_widths(queries, reference)?;
+    let slots = reference.words * 4;
+    let t = radius / slots as u32;
+    let masks = probe_masks(t);
+    if !probing_pays(queries.len(), reference.len(), slots, masks.len()) {
+        return Ok(brute_query(queries, reference, radius));
+    }
+    let index = Index::build(reference);
+    let search = Search {
+        index: &index,
+        reference,
+        masks: &masks,
+        t,
+        radius,
+    };
+    let mut pairs: Vec<Pair> = (0..queries.len())
+        .into_par_iter()
+        .fold(Vec::new, |mut out, q| {
+            search.query(queries, q, None, &mut out);
+            out
+        })
+        .flatten()
+        .collect();
+    pairs.par_sort_unstable();
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_set(n: usize, words: usize, seed: u64) -> HashSet {
+        let mut x = seed;
+        let data = (0..n * words)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                x ^ (x >> 29)
+            })
+            .collect();
+        HashSet { words, data }
+    }
+
+    /// Copies of some hashes with a few bits flipped, appended to the set.
+    fn plant(set: &mut HashSet, copies: usize, flips: u32) {
+        let words = set.words;
+        for c in 0..copies {
+            let mut h = set.get(c * 7 % set.len()).to_vec();
+            for f in 0..flips {
+                let bit = (c as u32 * 13 + f * 29) % (words as u32 * 64);
+                h[(bit / 64) as usize] ^= 1 << (bit % 64);
+            }
+            set.data.extend(h);
+        }
+    }
+
+    #[test]
+    fn mih_equals_brute_force_on_256_bit_hashes() {
+        let mut set = random_set(20_000, 4, 1);
+        plant(&mut set, 300, 20);
+        let fast = search_pairs(&set, 31);
+        assert_eq!(fast, brute_pairs(&set, 31));
+        assert!(fast.len() >= 300, "planted pairs found: {}", fast.len());
+    }
+
+    #[test]
+    fn mih_equals_brute_force_on_64_bit_hashes_and_queries() {
+        let mut set = random_set(30_000, 1, 2);
+        plant(&mut set, 200, 6);
+        assert_eq!(search_pairs(&set, 8), brute_pairs(&set, 8));
+        let queries = HashSet {
+            words: 1,
+            data: set.data[30_000..].to_vec(),
+        };
+        let reference = HashSet {
+            words: 1,
+            data: set.data[..30_000].to_vec(),
+        };
+        let fast = search_query(&queries, &reference, 8).unwrap();
+        assert_eq!(fast, brute_query(&queries, &reference, 8));
+        assert!(fast.len() >= 200);
+    }
+
+    #[test]
+    fn widths_must_match() {
+        assert!(search_query(&random_set(2, 1, 3), &random_set(2, 4, 3), 4).is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! Near-duplicate search over perceptual hashes and dedup decisions.
+
+mod brute;
+mod clusters;
+mod hashes;
+mod mih;
+
+pub use brute::{brute_pairs, brute_query};
+pub use clusters::{clusters, keepers, Clusters};
+pub use hashes::HashSet;
+pub use mih::{search_pairs, search_query, Pair};
