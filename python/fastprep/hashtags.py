@@ -87,7 +87,9 @@ def _infer_text_type(items: Any) -> pa.DataType:
 
 def _as_chunked(array: Any) -> pa.ChunkedArray:
     if isinstance(array, pa.Array):
-        return pa.chunked_array([array], type=array.type)
+        array = pa.chunked_array([array], type=array.type)
+    if pa.types.is_dictionary(array.type):  # e.g. categorical caption columns
+        array = array.cast(array.type.value_type)
     return array
 
 
@@ -104,14 +106,14 @@ def hashtag_normalizer(
     """
     if isinstance(canonical, (str, os.PathLike)):
         path = os.fspath(canonical)
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # tolerate a byte-order mark
             if path.endswith(".json"):
                 canonical = json.load(f)
             else:
                 rows = [r for r in csv.reader(f, delimiter="\t") if r and not r[0].startswith("#!")]
                 canonical = {r[0]: r[1] for r in rows if len(r) >= 2}
     if isinstance(stoplist, (str, os.PathLike)):
-        with open(os.fspath(stoplist), encoding="utf-8") as f:
+        with open(os.fspath(stoplist), encoding="utf-8-sig") as f:
             stoplist = [line.strip() for line in f if line.strip()]
     pairs = sorted((canonical or {}).items())
     return HashtagNormalizer(pairs, sorted(stoplist or []))

@@ -3,8 +3,9 @@
 //! Memory is one entry per distinct key, whatever the number of captions, and
 //! partial counts from threads, batches or machines merge by addition.
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use rayon::prelude::*;
+use std::hash::BuildHasher;
 
 use super::extract::extract_spans;
 use super::normalize::{normalize_tag, Normalizer};
@@ -26,9 +27,30 @@ struct Entry {
     last_caption: u64,
 }
 
+impl Entry {
+    const NEW: Entry = Entry {
+        count: TagCount {
+            occurrences: 0,
+            images: 0,
+        },
+        last_caption: u64::MAX,
+    };
+}
+
+/// Slot of each raw spelling seen by one counting thread: normalising
+/// (NFKC, case folding, synonyms) then runs once per distinct spelling,
+/// not once per occurrence. `u32::MAX` marks stop-listed spellings.
+pub type SpellingCache = HashMap<Box<[u8]>, u32>;
+
+const STOPPED: u32 = u32::MAX;
+
 #[derive(Clone, Debug, Default)]
 pub struct TagCounts {
-    tags: HashMap<String, Entry>,
+    /// Keys by slot; `index` finds a key's slot.
+    keys: Vec<String>,
+    entries: Vec<Entry>,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
     /// Captions seen (null ones included).
     pub captions: u64,
     /// Captions with at least one counted tag.
@@ -45,19 +67,44 @@ impl TagCounts {
     }
 
     pub fn len(&self) -> usize {
-        self.tags.len()
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tags.is_empty()
+        self.keys.is_empty()
+    }
+
+    fn find(&self, key: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&slot| self.keys[slot as usize] == key)
+            .copied()
+    }
+
+    /// The slot of `key`, created empty if new.
+    fn slot(&mut self, key: &str) -> u32 {
+        let hash = self.hasher.hash_one(key);
+        if let Some(&slot) = self
+            .index
+            .find(hash, |&slot| self.keys[slot as usize] == key)
+        {
+            return slot;
+        }
+        let slot = self.keys.len() as u32;
+        self.keys.push(key.to_string());
+        self.entries.push(Entry::NEW);
+        let (keys, hasher) = (&self.keys, &self.hasher);
+        self.index
+            .insert_unique(hash, slot, |&s| hasher.hash_one(keys[s as usize].as_str()));
+        slot
     }
 
     pub fn get(&self, key: &str) -> Option<TagCount> {
-        self.tags.get(key).map(|e| e.count)
+        self.find(key).map(|slot| self.entries[slot as usize].count)
     }
 
     pub fn total_occurrences(&self) -> u64 {
-        self.tags.values().map(|e| e.count.occurrences).sum()
+        self.entries.iter().map(|e| e.count.occurrences).sum()
     }
 
     /// Counts one caption; `caption_id` must be unique within this counter.
@@ -66,6 +113,7 @@ impl TagCounts {
         text: Option<&[u8]>,
         caption_id: u64,
         normalizer: &Normalizer,
+        cache: &mut SpellingCache,
         scratch: &mut String,
     ) {
         self.captions += 1;
@@ -78,17 +126,27 @@ impl TagCounts {
         }
         let mut counted = false;
         extract_spans(text, |start, end| {
-            // Spans are valid UTF-8: they only contain decoded characters.
-            let tag = std::str::from_utf8(&text[start..end]).unwrap_or_default();
-            normalize_tag(tag, scratch);
-            let Some(key) = normalizer.resolve(scratch) else {
-                return;
+            let raw = &text[start..end];
+            let slot = match cache.get(raw) {
+                Some(&slot) => slot,
+                None => {
+                    // Spans are valid UTF-8: they only contain decoded characters.
+                    normalize_tag(std::str::from_utf8(raw).unwrap_or_default(), scratch);
+                    let slot = match normalizer.resolve(scratch) {
+                        Some(key) => {
+                            let key = key.to_string();
+                            self.slot(&key)
+                        }
+                        None => STOPPED,
+                    };
+                    cache.insert(raw.into(), slot);
+                    slot
+                }
             };
-            // entry_ref allocates the boxed key only for a new tag.
-            let entry = self.tags.entry_ref(key).or_insert(Entry {
-                count: TagCount::default(),
-                last_caption: u64::MAX,
-            });
+            if slot == STOPPED {
+                return;
+            }
+            let entry = &mut self.entries[slot as usize];
             entry.count.occurrences += 1;
             if entry.last_caption != caption_id {
                 entry.last_caption = caption_id;
@@ -101,7 +159,7 @@ impl TagCounts {
 
     /// Adds another partial count into this one.
     pub fn merge(&mut self, other: TagCounts) {
-        let (mut big, small) = if self.tags.len() >= other.tags.len() {
+        let (mut big, small) = if self.len() >= other.len() {
             (std::mem::take(self), other)
         } else {
             (other, std::mem::take(self))
@@ -110,34 +168,31 @@ impl TagCounts {
         big.captions_with_tags += small.captions_with_tags;
         big.null_captions += small.null_captions;
         big.invalid_utf8 += small.invalid_utf8;
-        for (key, entry) in small.tags {
-            let slot = big.tags.entry(key).or_insert(Entry {
-                count: TagCount::default(),
-                last_caption: u64::MAX,
-            });
-            slot.count.occurrences += entry.count.occurrences;
-            slot.count.images += entry.count.images;
-            slot.last_caption = u64::MAX;
+        for entry in &mut big.entries {
+            entry.last_caption = u64::MAX;
+        }
+        for (key, entry) in small.keys.iter().zip(&small.entries) {
+            let slot = big.slot(key) as usize;
+            big.entries[slot].count.occurrences += entry.count.occurrences;
+            big.entries[slot].count.images += entry.count.images;
         }
         *self = big;
     }
 
     /// Adds one key's counts directly (deserialising, tests).
     pub fn insert(&mut self, key: &str, count: TagCount) {
-        let slot = self.tags.entry(key.into()).or_insert(Entry {
-            count: TagCount::default(),
-            last_caption: u64::MAX,
-        });
-        slot.count.occurrences += count.occurrences;
-        slot.count.images += count.images;
+        let slot = self.slot(key) as usize;
+        self.entries[slot].count.occurrences += count.occurrences;
+        self.entries[slot].count.images += count.images;
     }
 
     /// Keys with counts, most images first, then most occurrences, then key
     /// (byte order): a total order, so ties never depend on hashing.
     pub fn sorted(&self) -> Vec<(&str, TagCount)> {
         let mut rows: Vec<(&str, TagCount)> = self
-            .tags
+            .keys
             .iter()
+            .zip(&self.entries)
             .map(|(k, e)| (k.as_str(), e.count))
             .collect();
         rows.par_sort_unstable_by(|a, b| {
@@ -151,18 +206,18 @@ impl TagCounts {
 
     /// A compact, versioned binary form (for shipping partial counts).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.tags.len() * 32);
+        let mut out = Vec::with_capacity(64 + self.len() * 32);
         out.extend_from_slice(MAGIC);
         for v in [
             self.captions,
             self.captions_with_tags,
             self.null_captions,
             self.invalid_utf8,
-            self.tags.len() as u64,
+            self.len() as u64,
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        for (key, entry) in &self.tags {
+        for (key, entry) in self.keys.iter().zip(&self.entries) {
             out.extend_from_slice(&(key.len() as u32).to_le_bytes());
             out.extend_from_slice(key.as_bytes());
             out.extend_from_slice(&entry.count.occurrences.to_le_bytes());
@@ -184,7 +239,9 @@ impl TagCounts {
             ..Default::default()
         };
         let n = reader.u64()?;
-        counts.tags.reserve(n.min(1 << 24) as usize);
+        // Each entry takes at least 20 bytes: never reserve more than the blob holds.
+        let plausible = (data.len() / 20) as u64;
+        counts.keys.reserve(n.min(plausible) as usize);
         for _ in 0..n {
             let len = u32::from_le_bytes(reader.take(4)?.try_into().unwrap_or_default()) as usize;
             let key =
@@ -240,16 +297,16 @@ pub fn count_parallel(captions: &[Option<&[u8]>], normalizer: &Normalizer) -> Ta
         .par_chunks(CHUNK)
         .enumerate()
         .fold(
-            || (TagCounts::new(), String::new()),
-            |(mut counts, mut scratch), (chunk_index, chunk)| {
+            || (TagCounts::new(), SpellingCache::new(), String::new()),
+            |(mut counts, mut cache, mut scratch), (chunk_index, chunk)| {
                 for (i, text) in chunk.iter().enumerate() {
                     let id = (chunk_index * CHUNK + i) as u64;
-                    counts.add_caption(*text, id, normalizer, &mut scratch);
+                    counts.add_caption(*text, id, normalizer, &mut cache, &mut scratch);
                 }
-                (counts, scratch)
+                (counts, cache, scratch)
             },
         )
-        .map(|(counts, _)| counts)
+        .map(|(counts, _, _)| counts)
         .reduce(TagCounts::new, |mut a, b| {
             a.merge(b);
             a

@@ -72,21 +72,33 @@ impl Normalizer {
         canonical: impl IntoIterator<Item = (&'a str, &'a str)>,
         stoplist: impl IntoIterator<Item = &'a str>,
     ) -> Normalizer {
+        let strip = |t: &str| normalized(t.trim_start_matches(['#', '＃']));
+        let direct: HashMap<String, String> = canonical
+            .into_iter()
+            .map(|(k, v)| (strip(k), strip(v)))
+            .filter(|(k, v)| k != v)
+            .collect();
+        // Follow chains (a -> b -> c gives a -> c) so lookups take one step;
+        // a cycle stops at the last tag before it repeats.
+        let resolved = direct
+            .keys()
+            .map(|start| {
+                let mut seen = HashSet::new();
+                let mut current = start;
+                seen.insert(current.as_str());
+                while let Some(next) = direct.get(current) {
+                    if !seen.insert(next.as_str()) {
+                        break;
+                    }
+                    current = next;
+                }
+                (start.clone(), current.clone())
+            })
+            .filter(|(k, v)| k != v)
+            .collect();
         Normalizer {
-            canonical: canonical
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        normalized(k.trim_start_matches(['#', '＃'])),
-                        normalized(v.trim_start_matches(['#', '＃'])),
-                    )
-                })
-                .filter(|(k, v)| k != v)
-                .collect(),
-            stoplist: stoplist
-                .into_iter()
-                .map(|t| normalized(t.trim_start_matches(['#', '＃'])))
-                .collect(),
+            canonical: resolved,
+            stoplist: stoplist.into_iter().map(strip).collect(),
         }
     }
 
@@ -136,6 +148,12 @@ mod tests {
         assert_eq!(n.resolve("brownbear"), Some("ursusarctos"));
         assert_eq!(n.resolve("dog"), Some("dog"));
         assert_eq!(n.resolve("instagood"), None);
+        let chain = Normalizer::new([("a", "b"), ("b", "c"), ("x", "y"), ("y", "x")], []);
+        assert_eq!(chain.resolve("a"), Some("c"), "chains resolve fully");
+        assert!(
+            matches!(chain.resolve("x"), Some("x" | "y")),
+            "cycles terminate"
+        );
         let n = Normalizer::new([("spam1", "spam")], ["spam"]);
         assert_eq!(
             n.resolve("spam1"),
