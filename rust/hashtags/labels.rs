@@ -109,7 +109,8 @@ pub fn label_parallel(
     const CHUNK: usize = 4096;
     let parts: Vec<(Labels, Option<PairCounts>)> = captions
         .par_chunks(CHUNK)
-        .map(|chunk| {
+        // One spelling -> id cache per thread: normalise each spelling once.
+        .map_init(HashMap::<Box<[u8]>, i32>::new, |cache, chunk| {
             let mut labels = Labels {
                 offsets: vec![0],
                 ..Default::default()
@@ -121,16 +122,20 @@ pub fn label_parallel(
                 labels.null.push(text.is_none());
                 if let Some(text) = text {
                     extract_spans(text, |s, e| {
-                        let tag = std::str::from_utf8(&text[s..e]).unwrap_or_default();
-                        normalize_tag(tag, &mut scratch);
-                        let id = vocab
-                            .normalizer
-                            .resolve(&scratch)
-                            .and_then(|key| vocab.id(key));
-                        if let Some(id) = id.map(|id| id as i32) {
-                            if !labels.values[start..].contains(&id) {
-                                labels.values.push(id);
-                            }
+                        let raw = &text[s..e];
+                        let id = *cache.entry_ref(raw).or_insert_with(|| {
+                            normalize_tag(
+                                std::str::from_utf8(raw).unwrap_or_default(),
+                                &mut scratch,
+                            );
+                            vocab
+                                .normalizer
+                                .resolve(&scratch)
+                                .and_then(|key| vocab.id(key))
+                                .map_or(-1, |id| id as i32)
+                        });
+                        if id >= 0 && !labels.values[start..].contains(&id) {
+                            labels.values.push(id);
                         }
                     });
                 }
