@@ -110,7 +110,7 @@ pub fn label_parallel(
     let parts: Vec<(Labels, Option<PairCounts>)> = captions
         .par_chunks(CHUNK)
         // One spelling -> id cache per thread: normalise each spelling once.
-        .map_init(HashMap::<Box<[u8]>, i32>::new, |cache, chunk| {
+        .map_init(HashMap::<Vec<u8>, i32>::new, |cache, chunk| {
             let mut labels = Labels {
                 offsets: vec![0],
                 ..Default::default()
