@@ -95,6 +95,7 @@ fn window_size(old: usize, new: usize) -> usize {
 }
 
 /// One box-filter pass along a strided vector (the reference's four phases).
+#[cfg(test)]
 fn box_1d(
     input: &[f32],
     output: &mut [f32],
@@ -140,6 +141,7 @@ fn box_1d(
     }
 }
 
+#[cfg(test)]
 fn jarosz(
     buf1: &mut [f32],
     buf2: &mut [f32],
@@ -158,6 +160,184 @@ fn jarosz(
     }
 }
 
+/// The four phases of [`box_1d`] as (read-ahead, window-size change) steps:
+/// each step optionally adds the next input, optionally subtracts the oldest,
+/// and (except in phase 1) writes one output.
+#[derive(Clone, Copy)]
+struct BoxPlan {
+    window: usize,
+    len: usize,
+}
+
+impl BoxPlan {
+    /// Calls `step(add, sub, write, count)` for each position, in order: `add`
+    /// and `sub` are input indices along the axis, `write` the output index.
+    #[inline(always)]
+    fn run(self, mut step: impl FnMut(Option<usize>, Option<usize>, Option<usize>, i32)) {
+        let half = (self.window + 2) / 2;
+        let (mut li, mut ri, mut oi, mut current) = (0usize, 0usize, 0usize, 0i32);
+        for _ in 0..half - 1 {
+            current += 1;
+            step(Some(ri), None, None, current);
+            ri += 1;
+        }
+        for _ in 0..self.window - half + 1 {
+            current += 1;
+            step(Some(ri), None, Some(oi), current);
+            ri += 1;
+            oi += 1;
+        }
+        for _ in 0..self.len.saturating_sub(self.window) {
+            step(Some(ri), Some(li), Some(oi), current);
+            li += 1;
+            ri += 1;
+            oi += 1;
+        }
+        for _ in 0..half - 1 {
+            current -= 1;
+            step(None, Some(li), Some(oi), current);
+            li += 1;
+            oi += 1;
+        }
+    }
+}
+
+/// Box filter along every row, eight rows at a time (each lane performs the
+/// reference's exact scalar sequence, so results are bit-identical). With
+/// `keep`, only those output columns are divided and written.
+#[allow(clippy::needless_range_loop)] // lanes index several arrays in step
+fn box_rows(
+    input: &[f32],
+    output: &mut [f32],
+    rows: usize,
+    cols: usize,
+    window: usize,
+    keep: Option<&[bool]>,
+) {
+    const L: usize = 8;
+    let plan = BoxPlan { window, len: cols };
+    let mut r0 = 0;
+    while r0 < rows {
+        let lanes = L.min(rows - r0);
+        let mut sum = [0f32; L];
+        plan.run(|add, sub, write, count| {
+            for l in 0..lanes {
+                let row = (r0 + l) * cols;
+                if let Some(a) = add {
+                    sum[l] += input[row + a];
+                }
+                if let Some(s) = sub {
+                    sum[l] -= input[row + s];
+                }
+            }
+            if let Some(o) = write {
+                if keep.is_none_or(|k| k[o]) {
+                    for l in 0..lanes {
+                        output[(r0 + l) * cols + o] = sum[l] / count as f32;
+                    }
+                }
+            }
+        });
+        r0 += L;
+    }
+}
+
+/// Box filter down the columns listed in `columns` (all at once: the inner
+/// loop runs along contiguous memory). With `keep`, only those output rows are
+/// divided and written.
+fn box_cols(
+    input: &[f32],
+    output: &mut [f32],
+    rows: usize,
+    cols: usize,
+    window: usize,
+    columns: &[usize],
+    keep: Option<&[bool]>,
+) {
+    let plan = BoxPlan { window, len: rows };
+    let mut sum = vec![0f32; columns.len()];
+    let contiguous = columns.len() == cols;
+    plan.run(|add, sub, write, count| {
+        if contiguous {
+            if let Some(a) = add {
+                for (s, v) in sum.iter_mut().zip(&input[a * cols..(a + 1) * cols]) {
+                    *s += v;
+                }
+            }
+            if let Some(b) = sub {
+                for (s, v) in sum.iter_mut().zip(&input[b * cols..(b + 1) * cols]) {
+                    *s -= v;
+                }
+            }
+        } else {
+            for (s, &c) in sum.iter_mut().zip(columns) {
+                if let Some(a) = add {
+                    *s += input[a * cols + c];
+                }
+                if let Some(b) = sub {
+                    *s -= input[b * cols + c];
+                }
+            }
+        }
+        if let Some(o) = write {
+            if keep.is_none_or(|k| k[o]) {
+                let n = count as f32;
+                if contiguous {
+                    for (dst, s) in output[o * cols..(o + 1) * cols].iter_mut().zip(&sum) {
+                        *dst = s / n;
+                    }
+                } else {
+                    for (s, &c) in sum.iter().zip(columns) {
+                        output[o * cols + c] = s / n;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The reference's two x/y passes, computing only what decimation reads:
+/// the second row pass divides only at the 64 sampled columns, and the second
+/// column pass runs only down those columns and divides only at the sampled
+/// rows. Same floating-point operations in the same order as [`jarosz`].
+fn jarosz_decimate(luma: &mut [f32], rows: usize, cols: usize) -> [[f32; 64]; 64] {
+    let (wr, wc) = (window_size(cols, 64), window_size(rows, 64));
+    let sample_rows: Vec<usize> = (0..64)
+        .map(|i| (((i as f64 + 0.5) * rows as f64) / 64.0) as usize)
+        .collect();
+    let sample_cols: Vec<usize> = (0..64)
+        .map(|j| (((j as f64 + 0.5) * cols as f64) / 64.0) as usize)
+        .collect();
+    let mut keep_rows = vec![false; rows];
+    sample_rows.iter().for_each(|&r| keep_rows[r] = true);
+    let mut keep_cols = vec![false; cols];
+    sample_cols.iter().for_each(|&c| keep_cols[c] = true);
+    let all_cols: Vec<usize> = (0..cols).collect();
+    let mut scratch = vec![0f32; luma.len()];
+    box_rows(luma, &mut scratch, rows, cols, wr, None);
+    box_cols(&scratch, luma, rows, cols, wc, &all_cols, None);
+    box_rows(luma, &mut scratch, rows, cols, wr, Some(&keep_cols));
+    let mut distinct_cols = sample_cols.clone();
+    distinct_cols.dedup();
+    box_cols(
+        &scratch,
+        luma,
+        rows,
+        cols,
+        wc,
+        &distinct_cols,
+        Some(&keep_rows),
+    );
+    let mut out = [[0f32; 64]; 64];
+    for (oi, &r) in sample_rows.iter().enumerate() {
+        for (oj, &c) in sample_cols.iter().enumerate() {
+            out[oi][oj] = luma[r * cols + c];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
 fn decimate(input: &[f32], rows: usize, cols: usize) -> [[f32; 64]; 64] {
     let mut out = [[0f32; 64]; 64];
     for (oi, row) in out.iter_mut().enumerate() {
@@ -245,16 +425,7 @@ pub fn pdq_from_luma(mut luma: Vec<f32>, rows: usize, cols: usize) -> PdqResult 
         }
         b
     } else {
-        let mut scratch = vec![0f32; luma.len()];
-        jarosz(
-            &mut luma,
-            &mut scratch,
-            rows,
-            cols,
-            window_size(cols, 64),
-            window_size(rows, 64),
-        );
-        decimate(&luma, rows, cols)
+        jarosz_decimate(&mut luma, rows, cols)
     };
     let dct = dct_64_to_16(&small);
     PdqResult {
@@ -326,6 +497,41 @@ mod tests {
         let windows = [4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 5, 4];
         for i in 0..16 {
             assert_eq!(out[i], sums[i] as f32 / windows[i] as f32, "index {i}");
+        }
+    }
+
+    #[test]
+    fn fast_filter_is_bit_identical_to_the_plain_one() {
+        for (rows, cols) in [(375, 500), (64, 65), (1004, 1600), (42, 34), (130, 7)] {
+            let mut x = 12345u32;
+            let luma: Vec<f32> = (0..rows * cols)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as f32 % 256.0 * 0.7
+                })
+                .collect();
+            let mut plain = luma.clone();
+            let mut scratch = vec![0f32; luma.len()];
+            jarosz(
+                &mut plain,
+                &mut scratch,
+                rows,
+                cols,
+                window_size(cols, 64),
+                window_size(rows, 64),
+            );
+            let expected = decimate(&plain, rows, cols);
+            let mut fast = luma.clone();
+            let got = jarosz_decimate(&mut fast, rows, cols);
+            for i in 0..64 {
+                for j in 0..64 {
+                    assert_eq!(
+                        got[i][j].to_bits(),
+                        expected[i][j].to_bits(),
+                        "{rows}x{cols} at {i},{j}"
+                    );
+                }
+            }
         }
     }
 
