@@ -98,7 +98,7 @@ from PIL import Image, features
 
 version = PIL.__version__
 print(f"PIL {version} ({'Pillow-SIMD' if '.post' in version else 'Pillow'}) from {PIL.__file__}")
-print(f"libjpeg-turbo: {features.check_feature('libjpeg_turbo')} {features.version('jpg')}")
+print(f"libjpeg-turbo: {features.version_feature('libjpeg_turbo')}")
 assert ".post" in version, "this is not Pillow-SIMD"
 assert features.check("jpg"), "built without JPEG support"
 im = Image.new("RGB", (640, 480), (10, 200, 30)).resize((224, 224), Image.BILINEAR)
