@@ -6,6 +6,7 @@ use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
 use super::arrow::{build_record_batch, Pixels, RecordMeta};
+use super::memory::pixel_buffer;
 use super::source::RecordSource;
 use crate::image::{decode_into, probe, DecodeError, Decoded, HashRequest, ImageOptions};
 
@@ -82,7 +83,7 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
         Some((height, width)) => {
             let frame = height as usize * width as usize * 3;
             // One allocation for the whole batch; each worker writes its slot.
-            let mut pixels = vec![0u8; n * frame];
+            let mut pixels = pixel_buffer(n * frame);
             let records = pixels
                 .par_chunks_mut(frame)
                 .enumerate()
@@ -129,7 +130,7 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
                 let (w, h) = d.result.as_ref().ok().and(d.source_size).unwrap_or((0, 0));
                 offsets.push(offsets[offsets.len() - 1] + i64::from(w) * i64::from(h) * 3);
             }
-            let mut data = vec![0u8; offsets[n] as usize];
+            let mut data = pixel_buffer(offsets[n] as usize);
             let mut slots = Vec::with_capacity(n);
             let mut rest = data.as_mut_slice();
             for w in offsets.windows(2) {

@@ -3,6 +3,7 @@
 
 mod arrow;
 mod decode;
+mod memory;
 mod pool;
 mod source;
 
