@@ -32,10 +32,9 @@ def _hash_column(hashes: Any) -> tuple[pa.ChunkedArray, np.ndarray]:
             raise TypeError("numpy hashes must be 64-bit integers")
         hashes = pa.array(hashes.astype(np.uint64, copy=False))
     elif isinstance(hashes, (list, tuple)):
-        if hashes and all(isinstance(h, str) for h in hashes):
-            raw = [bytes.fromhex(h) for h in hashes]
-        else:
-            raw = [None if h is None else bytes(h) for h in hashes]
+        raw = [
+            None if h is None else bytes.fromhex(h) if isinstance(h, str) else bytes(h) for h in hashes
+        ]
         width = {len(h) for h in raw if h is not None}
         if len(width) > 1:
             raise ValueError("hashes differ in width")

@@ -69,24 +69,29 @@ const MIN_HASHABLE_DIM: usize = 5;
 fn dct_matrix() -> &'static [f32; 16 * 64] {
     static MATRIX: OnceLock<[f32; 16 * 64]> = OnceLock::new();
     MATRIX.get_or_init(|| {
-        let scale = (2.0f64 / 64.0).sqrt() as f32;
+        // As the C++: a float scale factor times a double cosine, rounded.
+        let scale = f64::from((2.0f64 / 64.0).sqrt() as f32);
         let mut m = [0f32; 16 * 64];
         for i in 0..16 {
             for j in 0..64 {
                 let angle =
                     (std::f64::consts::PI / 2.0 / 64.0) * (i as f64 + 1.0) * (2.0 * j as f64 + 1.0);
-                m[i * 64 + j] = scale * angle.cos() as f32;
+                m[i * 64 + j] = (scale * angle.cos()) as f32;
             }
         }
         m
     })
 }
 
-/// Float luma as the reference computes it (single precision).
+/// Float luma as the `pdqhash` package (Meta's C++ core behind a Python
+/// binding) computes it: in double precision, then rounded to single. The
+/// C++ CLI's single-precision sum differs in the last bit for a few pixels;
+/// both give the published reference hashes.
 pub fn luma_from_rgb(rgb: &[u8]) -> Vec<f32> {
-    let (r, g, b) = (0.299f32, 0.587f32, 0.114f32);
     rgb.chunks_exact(3)
-        .map(|p| r * f32::from(p[0]) + g * f32::from(p[1]) + b * f32::from(p[2]))
+        .map(|p| {
+            (f64::from(p[0]) * 0.299 + f64::from(p[1]) * 0.587 + f64::from(p[2]) * 0.114) as f32
+        })
         .collect()
 }
 

@@ -131,7 +131,55 @@ fn clip8(acc: i32) -> u8 {
     }
 }
 
-/// `Image.resize((width, height), filter)` of a single-channel 8-bit image.
+/// Horizontal pass over rows `first_row..first_row + rows` of `src`.
+fn horizontal(src: &[u8], width: usize, first_row: usize, rows: usize, taps: &Taps) -> Vec<u8> {
+    let out_w = taps.bounds.len();
+    let mut out = vec![0u8; rows * out_w];
+    for y in 0..rows {
+        let line = &src[(y + first_row) * width..(y + first_row + 1) * width];
+        for (xx, &(xmin, xmax)) in taps.bounds.iter().enumerate() {
+            let k = &taps.weights[xx * taps.size..xx * taps.size + xmax];
+            // Integer dot product with Pillow's rounding term; wrapping i32
+            // arithmetic as Pillow's `int` accumulator.
+            let acc = line[xmin..xmin + xmax]
+                .iter()
+                .zip(k)
+                .fold(1i32 << (PRECISION_BITS - 1), |acc, (&p, &w)| {
+                    acc.wrapping_add(i32::from(p).wrapping_mul(w))
+                });
+            out[y * out_w + xx] = clip8(acc);
+        }
+    }
+    out
+}
+
+/// Vertical pass of a `width`-wide image whose first row is source row
+/// `row_offset`.
+fn vertical(src: &[u8], width: usize, row_offset: usize, taps: &Taps) -> Vec<u8> {
+    let out_h = taps.bounds.len();
+    let mut out = vec![0u8; width * out_h];
+    let mut acc = vec![0i32; width];
+    for (yy, &(ymin, ymax)) in taps.bounds.iter().enumerate() {
+        let k = &taps.weights[yy * taps.size..yy * taps.size + ymax];
+        // Whole rows at a time: the same integer sums as Pillow's loop.
+        acc.fill(1i32 << (PRECISION_BITS - 1));
+        for (y, &w) in k.iter().enumerate() {
+            let row = &src[(ymin + y - row_offset) * width..(ymin + y - row_offset + 1) * width];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a = a.wrapping_add(i32::from(p).wrapping_mul(w));
+            }
+        }
+        for (o, &a) in out[yy * width..(yy + 1) * width].iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+    }
+    out
+}
+
+/// `Image.resize((width, height), filter)` of a single-channel 8-bit image,
+/// as Pillow 13 computes it: horizontal pass first (over just the rows the
+/// vertical pass reads), unless the image shrinks much more vertically, in
+/// which case the vertical pass goes first.
 pub fn resize_l(
     src: &[u8],
     width: usize,
@@ -140,50 +188,46 @@ pub fn resize_l(
     out_h: usize,
     filter: PillowFilter,
 ) -> Vec<u8> {
-    let horizontal = precompute(width, out_w, filter);
-    let vertical = precompute(height, out_h, filter);
-    // Only the rows the vertical pass reads go through the horizontal pass.
-    let first_row = vertical.bounds.first().map_or(0, |b| b.0);
-    let last_row = vertical.bounds.last().map_or(0, |b| b.0 + b.1);
-    let rows = last_row - first_row;
     let need_h = out_w != width;
     let need_v = out_h != height;
-    let (mid, mid_w, row_offset) = if need_h {
-        let mut mid = vec![0u8; rows * out_w];
-        for y in 0..rows {
-            let line = &src[(y + first_row) * width..(y + first_row + 1) * width];
-            for xx in 0..out_w {
-                let (xmin, xmax) = horizontal.bounds[xx];
-                let k = &horizontal.weights[xx * horizontal.size..];
-                let mut acc: i32 = 1 << (PRECISION_BITS - 1);
-                for x in 0..xmax {
-                    acc = acc.wrapping_add(i32::from(line[xmin + x]).wrapping_mul(k[x]));
-                }
-                mid[y * out_w + xx] = clip8(acc);
-            }
-        }
-        (mid, out_w, first_row)
+    let (dh, dw) = (height as i64 - out_h as i64, width as i64 - out_w as i64);
+    let vertical_first = dh > 0 && dh > 2 * dw;
+    let horizontal_taps = precompute(width, out_w, filter);
+    let vertical_taps = precompute(height, out_h, filter);
+    if vertical_first {
+        let mid = if need_v {
+            vertical(src, width, 0, &vertical_taps)
+        } else {
+            src.to_vec()
+        };
+        let rows = if need_v { out_h } else { height };
+        return if need_h {
+            horizontal(&mid, width, 0, rows, &horizontal_taps)
+        } else {
+            mid
+        };
+    }
+    if !need_h {
+        return if need_v {
+            vertical(src, width, 0, &vertical_taps)
+        } else {
+            src.to_vec()
+        };
+    }
+    // Only the rows the vertical pass reads go through the horizontal pass.
+    let first_row = vertical_taps.bounds.first().map_or(0, |b| b.0);
+    let last_row = vertical_taps.bounds.last().map_or(0, |b| b.0 + b.1);
+    let (first_row, rows) = if need_v {
+        (first_row, last_row - first_row)
     } else {
-        (src.to_vec(), width, 0)
+        (0, height)
     };
-    if !need_v {
-        return mid;
+    let mid = horizontal(src, width, first_row, rows, &horizontal_taps);
+    if need_v {
+        vertical(&mid, out_w, first_row, &vertical_taps)
+    } else {
+        mid
     }
-    let mut out = vec![0u8; out_w * out_h];
-    for yy in 0..out_h {
-        let (ymin, ymax) = vertical.bounds[yy];
-        let k = &vertical.weights[yy * vertical.size..];
-        for xx in 0..mid_w {
-            let mut acc: i32 = 1 << (PRECISION_BITS - 1);
-            for y in 0..ymax {
-                acc = acc.wrapping_add(
-                    i32::from(mid[(ymin + y - row_offset) * mid_w + xx]).wrapping_mul(k[y]),
-                );
-            }
-            out[yy * out_w + xx] = clip8(acc);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ fn empty() -> RgbImage {
 /// returns an empty image; without, returns the pixels.
 fn render(
     header: Header,
-    mut orientation: Orientation,
+    orientation: Orientation,
     plan: &Plan,
     options: &ImageOptions,
     mut out: Option<&mut [u8]>,
@@ -182,7 +182,7 @@ fn render(
     let hashing = options.hashes.needs_pixels();
     let mut crop = orientation.box_to_stored(plan.crop, sw, sh);
     // Resample in stored orientation; only the small result is re-oriented.
-    let mut resized = if orientation.swaps_axes() {
+    let resized = if orientation.swaps_axes() {
         (plan.resized.1, plan.resized.0)
     } else {
         plan.resized
@@ -190,7 +190,7 @@ fn render(
     let untouched =
         orientation == Orientation::IDENTITY && !plan.flip && plan.canvas == plan.resized;
 
-    let (mut source, pillow_rgb) = match header {
+    let (source, pillow_rgb) = match header {
         Header::Jpeg(h, data) => {
             let reduce =
                 !hashing && options.reduced_decode && options.geometry != Geometry::Original;
@@ -234,25 +234,20 @@ fn render(
     };
 
     if hashing {
-        // Hash the displayed picture: orient the full image first, then the
-        // rest of the work happens in display coordinates.
-        let pillow_rgb = pillow_rgb.map(|p| orientation.apply_owned(p));
-        source = orientation.apply_owned(source);
-        orientation = Orientation::IDENTITY;
-        crop = plan.crop;
-        resized = plan.resized;
-        hash_pixels(
-            pillow_rgb.as_ref().unwrap_or(&source),
-            &options.hashes,
-            hashes,
-        );
+        // Hash the displayed picture. Only an oriented copy is made: the
+        // pixels are still resampled in stored orientation, exactly as
+        // without hashing.
+        let view = pillow_rgb.as_ref().unwrap_or(&source);
+        if orientation == Orientation::IDENTITY {
+            hash_pixels(view, &options.hashes, hashes);
+        } else {
+            hash_pixels(&orientation.apply(view), &options.hashes, hashes);
+        }
     }
     if !options.output_pixels {
         return Ok(empty());
     }
 
-    let untouched =
-        orientation == Orientation::IDENTITY && !plan.flip && plan.canvas == plan.resized;
     if untouched {
         if let Some(out) = out {
             resize_into(&source, crop, out, resized.0, resized.1, options.filter)?;
