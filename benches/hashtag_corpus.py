@@ -255,7 +255,9 @@ def tag_vocabulary(seed: int = DEFAULT_SEED) -> tuple[list[str], list[list[str]]
         by_script[script] = rows
     head = by_script["ascii"][: len(HEAD_TAGS)]
     rest = by_script["ascii"][len(HEAD_TAGS) :] + [
-        row for script in ["latin", "cyrillic", "cjk", "arabic", "fullwidth"] for row in by_script[script]
+        row
+        for script in ["latin", "cyrillic", "cjk", "arabic", "fullwidth"]
+        for row in by_script[script]
     ]
     order = rng.permutation(len(rest))
     ranked = head + [rest[i] for i in order]
@@ -432,8 +434,10 @@ def main() -> None:
     start = time.perf_counter()
     captions = load_captions(args.captions, args.seed, force=args.force)
     elapsed = time.perf_counter() - start
-    print(f"{corpus_path(args.captions, args.seed)}: {len(captions):,} captions, "
-          f"{captions.nbytes / 1e6:.0f} MB, {captions.null_count:,} null, {elapsed:.1f} s")
+    print(
+        f"{corpus_path(args.captions, args.seed)}: {len(captions):,} captions, "
+        f"{captions.nbytes / 1e6:.0f} MB, {captions.null_count:,} null, {elapsed:.1f} s"
+    )
     for text in captions.slice(0, 8).to_pylist():
         print("  ", repr(text)[:160])
 

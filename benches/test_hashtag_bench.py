@@ -129,8 +129,18 @@ def _normalise_keys(pairs) -> dict[str, int]:
     return dict(out)
 
 
-def _measure(benchmark, name: str, run: Callable[[], dict], n_captions: int, nbytes: int, *,
-             rounds: int, threads: int, rule: str, **info) -> dict:
+def _measure(
+    benchmark,
+    name: str,
+    run: Callable[[], dict],
+    n_captions: int,
+    nbytes: int,
+    *,
+    rounds: int,
+    threads: int,
+    rule: str,
+    **info,
+) -> dict:
     """Times ``run`` (pedantic, one iteration per round) and records rates."""
     result: dict = {}
 
@@ -178,8 +188,14 @@ def test_fastprep_count(benchmark, captions, reference, threads):
 
     fastprep.count_hashtags(captions.slice(0, 100_000), num_threads=threads)  # warm the pool
     counts = _measure(
-        benchmark, f"fastprep-{threads}t", run, len(captions), captions.nbytes,
-        rounds=ROUNDS, threads=threads, rule="twitter-text",
+        benchmark,
+        f"fastprep-{threads}t",
+        run,
+        len(captions),
+        captions.nbytes,
+        rounds=ROUNDS,
+        threads=threads,
+        rule="twitter-text",
         note="includes to_arrow() and the dict of counts",
     )
     assert counts == reference
@@ -196,8 +212,14 @@ def test_fastprep_extract(benchmark, captions, reference):
         return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
 
     counts = _measure(
-        benchmark, "fastprep-extract-1t", run, len(captions), captions.nbytes,
-        rounds=PEER_ROUNDS, threads=1, rule="twitter-text",
+        benchmark,
+        "fastprep-extract-1t",
+        run,
+        len(captions),
+        captions.nbytes,
+        rounds=PEER_ROUNDS,
+        threads=1,
+        rule="twitter-text",
         note="extract_hashtags(normalize=True) lists, then pyarrow value_counts",
     )
     assert counts == reference
@@ -233,8 +255,14 @@ def test_re_counter(benchmark, subset, variant):
         return _normalise_keys(counter.items())
 
     counts = _measure(
-        benchmark, f"re-{variant}", loop if variant == "loop" else joined, len(texts), nbytes,
-        rounds=ROUNDS, threads=1, rule="simplified regex (Python re)",
+        benchmark,
+        f"re-{variant}",
+        loop if variant == "loop" else joined,
+        len(texts),
+        nbytes,
+        rounds=ROUNDS,
+        threads=1,
+        rule="simplified regex (Python re)",
         subset=f"first {len(texts):,} captions (rates are per caption of the subset)",
         arrow_to_python_s=round(convert_s, 3),
     )
@@ -249,8 +277,10 @@ def test_pyarrow(benchmark, captions, reference):
         tags = pc.struct_field(found, "tag")  # null where no match (.field() gives "")
         vc = pc.value_counts(tags.drop_null())
         keys = pc.utf8_lower(pc.utf8_normalize(vc.field("values"), "NFKC"))
-        grouped = pa.table({"key": keys, "n": vc.field("counts")}).group_by("key").aggregate(
-            [("n", "sum")]
+        grouped = (
+            pa.table({"key": keys, "n": vc.field("counts")})
+            .group_by("key")
+            .aggregate([("n", "sum")])
         )
         return dict(zip(grouped.column("key").to_pylist(), grouped.column("n_sum").to_pylist()))
 
@@ -258,8 +288,13 @@ def test_pyarrow(benchmark, captions, reference):
     pa.set_cpu_count(1)
     try:
         counts = _measure(
-            benchmark, "pyarrow", run, len(captions), captions.nbytes,
-            rounds=PEER_ROUNDS, threads=1,
+            benchmark,
+            "pyarrow",
+            run,
+            len(captions),
+            captions.nbytes,
+            rounds=PEER_ROUNDS,
+            threads=1,
             rule="simplified regex (RE2), at most one hashtag per whitespace token",
             pyarrow=pa.__version__,
         )
@@ -293,9 +328,16 @@ def test_polars(benchmark, captions, reference):
         return dict(zip(keyed["key"].to_list(), keyed["len"].to_list()))
 
     counts = _measure(
-        benchmark, "polars", run, len(captions), captions.nbytes,
-        rounds=PEER_ROUNDS, threads=pl.thread_pool_size(), rule="simplified regex (Rust regex)",
-        polars=pl.__version__, note="includes pl.from_arrow",
+        benchmark,
+        "polars",
+        run,
+        len(captions),
+        captions.nbytes,
+        rounds=PEER_ROUNDS,
+        threads=pl.thread_pool_size(),
+        rule="simplified regex (Rust regex)",
+        polars=pl.__version__,
+        note="includes pl.from_arrow",
     )
     _check_agreement(benchmark, counts, reference)
 

@@ -508,7 +508,11 @@ def test_key_matches_python_for_every_assigned_code_point():
         for cp in range(sys.maxunicode + 1)
         if unicodedata.category(chr(cp)) not in ("Cn", "Cs") and chr(cp) not in HASH_SIGNS
     ]
-    bad = [c for c in chars if fastprep.normalize_hashtag(c) != unicodedata.normalize("NFKC", c).casefold()]
+    bad = [
+        c
+        for c in chars
+        if fastprep.normalize_hashtag(c) != unicodedata.normalize("NFKC", c).casefold()
+    ]
     assert bad == []
     got = fastprep.extract_hashtags(pa.array([f"#a{c}b" for c in chars])).to_pylist()
     bad = [c for c, tags in zip(chars, got) if tags != ([f"a{c}b"] if _is_alnum(c) else ["a"])]
@@ -559,7 +563,9 @@ def test_stoplist_from_a_list_and_a_file(tmp_path):
         assert norm.stoplist == ["instagood", "like4like", "tbt"]
         assert norm.key("INSTAGOOD") is None and norm.key("#tbt") is None
         assert norm.key("dog") == "dog"
-        counts = fastprep.count_hashtags(["#instagood #dog", "#TBT #like4like", None], normalizer=norm)
+        counts = fastprep.count_hashtags(
+            ["#instagood #dog", "#TBT #like4like", None], normalizer=norm
+        )
         assert as_table(counts) == {"dog": (1, 1)}
         assert (counts.captions, counts.captions_with_tags, counts.null_captions) == (3, 1, 1)
 
@@ -624,7 +630,15 @@ def test_top_k_min_count_and_ties(vocab_counts, kwargs, tags):
     vocab = fastprep.build_vocabulary(vocab_counts, **kwargs)
     assert vocab.tags == tags
     assert len(vocab) == len(tags)
-    full = {"a": (3, 3), "b": (3, 4), "c": (2, 2), "d": (2, 2), "e": (1, 1), "f": (2, 2), "é": (2, 2)}
+    full = {
+        "a": (3, 3),
+        "b": (3, 4),
+        "c": (2, 2),
+        "d": (2, 2),
+        "e": (1, 1),
+        "f": (2, 2),
+        "é": (2, 2),
+    }
     assert vocab.images == [full[t][0] for t in tags]
     assert vocab.occurrences == [full[t][1] for t in tags]
     for i, tag in enumerate(tags):
@@ -664,7 +678,9 @@ def test_save_load_round_trip(tmp_path, vocab_counts):
         assert loaded.id(tag) == vocab.id(tag)
     assert loaded.id("puppy") is None and loaded.normalizer.key("puppy") == "dog"
     captions = ["#b #puppy #c", "#spam #a", None]
-    assert fastprep.label_captions(captions, loaded).equals(fastprep.label_captions(captions, vocab))
+    assert fastprep.label_captions(captions, loaded).equals(
+        fastprep.label_captions(captions, vocab)
+    )
     fastprep.save_vocabulary(loaded, tmp_path / "again.json")
     assert (tmp_path / "again.json").read_bytes() == path.read_bytes(), "saving is reproducible"
     assert not list(tmp_path.glob("*.tmp"))
@@ -735,7 +751,16 @@ def test_label_captions(label_vocab):
     assert table.schema.field("num_labels").type == pa.int32()
     assert table.column("labels").to_pylist() == [[2, 1], [], None, [1], [], [], [0], [0]]
     assert table.column("num_labels").to_pylist() == [2, 0, 0, 1, 0, 0, 1, 1]
-    assert table.column("has_label").to_pylist() == [True, False, False, True, False, False, True, True]
+    assert table.column("has_label").to_pylist() == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+        True,
+        True,
+    ]
     assert label_vocab.id("puppy") == 2 and label_vocab.id("instagood") is None
 
 
@@ -913,7 +938,9 @@ INPUT_EXPECTED = {"a": (3, 3), "b": (1, 1), "c": (1, 1), "ünï": (1, 1), "dog":
         pytest.param(lambda c: pa.array(c, pa.binary()), id="binary"),
         pytest.param(lambda c: pa.array(c, pa.large_binary()), id="large_binary"),
         pytest.param(lambda c: pa.array(c, pa.binary_view()), id="binary_view"),
-        pytest.param(lambda c: pa.chunked_array([c[:2], c[2:5], [], c[5:]], pa.string()), id="chunked"),
+        pytest.param(
+            lambda c: pa.chunked_array([c[:2], c[2:5], [], c[5:]], pa.string()), id="chunked"
+        ),
         pytest.param(lambda c: pa.table({"caption": c}), id="table"),
         pytest.param(
             lambda c: pa.Table.from_batches(
@@ -969,7 +996,9 @@ def test_streaming_equals_whole(corpus):
     assert_same_counts(fastprep.count_hashtags(reader), whole)
     assert_same_counts(fastprep.count_hashtags(iter(batches)), whole)
     assert_same_counts(fastprep.count_hashtags(b for b in batches), whole)
-    assert_same_counts(fastprep.count_hashtags(arr.slice(i, 777) for i in range(0, len(arr), 777)), whole)
+    assert_same_counts(
+        fastprep.count_hashtags(arr.slice(i, 777) for i in range(0, len(arr), 777)), whole
+    )
     # A long iterator of strings is batched internally (65,536 at a time).
     many = corpus * 4
     assert_same_counts(fastprep.count_hashtags(iter(many)), fastprep.count_hashtags(many))

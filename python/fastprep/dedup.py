@@ -33,7 +33,8 @@ def _hash_column(hashes: Any) -> tuple[pa.ChunkedArray, np.ndarray]:
         hashes = pa.array(hashes.astype(np.uint64, copy=False))
     elif isinstance(hashes, (list, tuple)):
         raw = [
-            None if h is None else bytes.fromhex(h) if isinstance(h, str) else bytes(h) for h in hashes
+            None if h is None else bytes.fromhex(h) if isinstance(h, str) else bytes(h)
+            for h in hashes
         ]
         width = {len(h) for h in raw if h is not None}
         if len(width) > 1:
