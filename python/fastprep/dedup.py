@@ -50,6 +50,12 @@ def _hash_column(hashes: Any) -> tuple[pa.ChunkedArray, np.ndarray]:
     return hashes, np.arange(len(hashes))
 
 
+def _as_arrow(values: Any) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    return pa.array(list(values))
+
+
 def _pairs_table(
     batch: pa.RecordBatch, left: str, right: str, maps: Sequence[np.ndarray]
 ) -> pa.Table:
@@ -109,7 +115,7 @@ def deduplicate(
     resolved = _core.resolve_clusters(n, a, b, pa.chunked_array([pa.array(ranks)]))
     duplicate_of = resolved.column("duplicate_of")
     if keys is not None:
-        keys = keys if isinstance(keys, (pa.Array, pa.ChunkedArray)) else pa.array(list(keys))
+        keys = _as_arrow(keys)
         duplicate_of = pc.take(keys, duplicate_of)
     else:
         duplicate_of = pc.cast(duplicate_of, pa.int64())
@@ -138,17 +144,9 @@ def leak_report(
     matches = match_hashes(train_hashes, eval_hashes, radius, num_threads=num_threads)
     table = matches.rename_columns(["train_index", "eval_index", "distance"])
     if train_keys is not None:
-        keys = (
-            train_keys
-            if isinstance(train_keys, (pa.Array, pa.ChunkedArray))
-            else pa.array(list(train_keys))
-        )
+        keys = _as_arrow(train_keys)
         table = table.append_column("train_key", pc.take(keys, table.column("train_index")))
     if eval_keys is not None:
-        keys = (
-            eval_keys
-            if isinstance(eval_keys, (pa.Array, pa.ChunkedArray))
-            else pa.array(list(eval_keys))
-        )
+        keys = _as_arrow(eval_keys)
         table = table.append_column("eval_key", pc.take(keys, table.column("eval_index")))
     return table

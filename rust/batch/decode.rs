@@ -54,6 +54,27 @@ fn failure<T>(error: DecodeError) -> Decoded<T> {
     }
 }
 
+/// Decodes record `i` into `slot` (empty when no pixels are wanted); a panic
+/// becomes the record's error, and a failed record's slot is zeroed.
+fn decode_record(
+    source: &impl RecordSource,
+    i: usize,
+    options: &ImageOptions,
+    slot: &mut [u8],
+) -> Decoded<()> {
+    let decoded = source.with_bytes(i, |bytes| match bytes {
+        Err(e) => failure(e),
+        Ok(bytes) => catch_unwind(AssertUnwindSafe(|| {
+            decode_into(bytes, options, i as u64, &mut *slot)
+        }))
+        .unwrap_or_else(|p| failure(panic_reason(p))),
+    });
+    if decoded.result.is_err() {
+        slot.fill(0);
+    }
+    decoded
+}
+
 /// Decodes every record of `source` on the current rayon pool (see
 /// [`super::run_in_pool`]). Output order is input order, and results do not
 /// depend on the number of threads.
@@ -63,13 +84,7 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
         let records = (0..n)
             .into_par_iter()
             .map(|i| {
-                let decoded = source.with_bytes(i, |bytes| match bytes {
-                    Err(e) => failure(e),
-                    Ok(bytes) => catch_unwind(AssertUnwindSafe(|| {
-                        decode_into(bytes, options, i as u64, &mut [])
-                    }))
-                    .unwrap_or_else(|p| failure(panic_reason(p))),
-                });
+                let decoded = decode_record(source, i, options, &mut []);
                 meta(&decoded, None)
             })
             .collect();
@@ -88,16 +103,7 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
                 .par_chunks_mut(frame)
                 .enumerate()
                 .map(|(i, slot)| {
-                    let decoded = source.with_bytes(i, |bytes| match bytes {
-                        Err(e) => failure(e),
-                        Ok(bytes) => catch_unwind(AssertUnwindSafe(|| {
-                            decode_into(bytes, options, i as u64, slot)
-                        }))
-                        .unwrap_or_else(|p| failure(panic_reason(p))),
-                    });
-                    if decoded.result.is_err() {
-                        slot.fill(0);
-                    }
+                    let decoded = decode_record(source, i, options, slot);
                     meta(&decoded, Some((width, height)))
                 })
                 .collect();
@@ -147,16 +153,7 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
                         return meta(&probed, None);
                     }
                     let size = probed.source_size;
-                    let decoded = source.with_bytes(i, |bytes| match bytes {
-                        Err(e) => failure(e),
-                        Ok(bytes) => catch_unwind(AssertUnwindSafe(|| {
-                            decode_into(bytes, options, i as u64, slot)
-                        }))
-                        .unwrap_or_else(|p| failure(panic_reason(p))),
-                    });
-                    if decoded.result.is_err() {
-                        slot.fill(0);
-                    }
+                    let decoded = decode_record(source, i, options, slot);
                     meta(&decoded, size)
                 })
                 .collect();
