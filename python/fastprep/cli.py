@@ -52,6 +52,37 @@ def _demo(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _prep(args: argparse.Namespace) -> int:
+    """Runs the preparation job and prints where its outputs are."""
+    from fastprep.pipeline import prep
+
+    if not os.path.exists(args.source) and not any(c in args.source for c in "*?["):
+        print(f"fastprep prep: error: no such source: {args.source}", file=sys.stderr)
+        return 2
+    result = prep(
+        args.source,
+        args.out,
+        size=args.size,
+        mode=args.mode,
+        records_per_shard=args.records_per_shard,
+        dedup_radius=None if args.no_dedup else args.dedup_radius,
+        eval_source=args.eval,
+        top_k=args.top_k,
+        min_count=args.min_count,
+        drop_unlabeled=not args.keep_unlabeled,
+        num_threads=args.threads,
+    )
+    totals = result.manifest["totals"]
+    print(
+        f"fastprep prep: {totals['input']} records in, {totals['written']} written to {result.out_dir}"
+    )
+    for reason, count in totals["dropped"].items():
+        print(f"  dropped {count:>7} {reason}")
+    rate = result.manifest["records_per_second"]
+    print(f"  {rate} records/s; manifest: {os.path.join(result.out_dir, 'manifest.json')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastprep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--repeat", type=int, default=50)
     demo.set_defaults(run=_demo)
+    job = sub.add_parser("prep", help="prepare a corpus: dedup, consent, labels, Parquet shards")
+    job.add_argument("source", help="folder, tar shard(s) (path or glob), or Parquet dataset")
+    job.add_argument("--out", required=True, help="output folder")
+    job.add_argument("--size", type=int, default=224)
+    job.add_argument("--mode", choices=MODES, default="center_crop")
+    job.add_argument("--records-per-shard", type=int, default=10_000)
+    job.add_argument("--dedup-radius", type=int, default=31, help="PDQ Hamming radius")
+    job.add_argument("--no-dedup", action="store_true")
+    job.add_argument("--eval", help="evaluation set to check for leaks (same source kinds)")
+    job.add_argument("--top-k", type=int, default=None, help="vocabulary size")
+    job.add_argument("--min-count", type=int, default=1)
+    job.add_argument("--keep-unlabeled", action="store_true")
+    job.add_argument("--threads", type=int, default=None)
+    job.set_defaults(run=_prep)
     args = parser.parse_args(argv)
     return args.run(args)
 

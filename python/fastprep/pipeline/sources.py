@@ -1,0 +1,190 @@
+"""Sources: stream records as Arrow batches with bounded memory.
+
+Every batch has ``key`` (string), ``source`` (where it came from), ``image``
+(binary, the encoded file) and ``caption`` (string, nullable), plus any
+metadata columns a sidecar or table provides (e.g. ``is_public``).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+BASE_FIELDS = [
+    pa.field("key", pa.string()),
+    pa.field("source", pa.string()),
+    pa.field("image", pa.binary()),
+    pa.field("caption", pa.string()),
+]
+
+
+def _batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
+    """Rows to a batch; metadata keys beyond the base fields become columns."""
+    extra = sorted({k for r in rows for k in r} - {f.name for f in BASE_FIELDS})
+    columns = {f.name: pa.array([r.get(f.name) for r in rows], type=f.type) for f in BASE_FIELDS}
+    for name in extra:
+        columns[name] = pa.array([r.get(name) for r in rows])
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _sidecar(text: bytes | None, meta: bytes | None) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    if meta is not None:
+        try:
+            data = json.loads(meta.decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            data = {}
+        if isinstance(data, dict):
+            for k, v in data.items():
+                if k in ("caption", "text"):
+                    row["caption"] = None if v is None else str(v)
+                elif isinstance(v, (bool, int, float, str)) or v is None:
+                    row[k] = v
+    if text is not None:
+        row["caption"] = text.decode("utf-8", errors="replace")
+    return row
+
+
+def folder_source(path: str | os.PathLike, batch_size: int = 256) -> Iterator[pa.RecordBatch]:
+    """Images under ``path`` (recursively, sorted) with sidecar captions:
+    ``name.txt`` (the caption) and/or ``name.json`` (``caption`` or ``text``,
+    plus metadata fields). The key is the path relative to ``path`` without
+    the extension."""
+    root = os.fspath(path)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no such folder: {root}")
+    rows: list[dict[str, Any]] = []
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in IMAGE_EXTENSIONS:
+                continue
+            full = os.path.join(directory, name)
+            base = os.path.join(directory, stem)
+
+            def read(p: str) -> bytes | None:
+                return open(p, "rb").read() if os.path.exists(p) else None
+
+            row = _sidecar(read(base + ".txt"), read(base + ".json"))
+            with open(full, "rb") as f:
+                row["image"] = f.read()
+            row["key"] = os.path.relpath(base, root)
+            row["source"] = root
+            rows.append(row)
+            if len(rows) >= batch_size:
+                yield _batch(rows)
+                rows = []
+    if rows:
+        yield _batch(rows)
+
+
+def _expand(paths: str | os.PathLike | list) -> list[str]:
+    items = paths if isinstance(paths, (list, tuple)) else [paths]
+    out: list[str] = []
+    for item in items:
+        item = os.fspath(item)
+        matches = sorted(glob.glob(item)) if any(c in item for c in "*?[") else [item]
+        if not matches:
+            raise FileNotFoundError(f"no files match {item}")
+        out.extend(matches)
+    return out
+
+
+def _tar_records(shard: str) -> Iterator[dict[str, Any]]:
+    """Records of one shard: consecutive members sharing a key form one."""
+    key: str | None = None
+    group: dict[str, bytes] = {}
+
+    def record() -> dict[str, Any]:
+        image = next((group[e] for e in group if "." + e in IMAGE_EXTENSIONS), None)
+        row = _sidecar(group.get("txt"), group.get("json"))
+        row.update(key=key, source=shard, image=image)
+        return row
+
+    with tarfile.open(shard, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            directory, base = os.path.split(member.name)
+            stem, _, ext = base.partition(".")
+            member_key = f"{directory}/{stem}" if directory else stem
+            if member_key != key:
+                if key is not None:
+                    yield record()
+                key, group = member_key, {}
+            data = tar.extractfile(member)
+            group[ext.lower()] = data.read() if data is not None else b""
+    if key is not None:
+        yield record()
+
+
+def tar_source(paths: str | os.PathLike | list, batch_size: int = 256) -> Iterator[pa.RecordBatch]:
+    """WebDataset-style tar shards (paths or globs): members grouped by key
+    (the name up to the first dot of the file name): one image (``key.jpg``
+    ...) plus ``key.txt`` / ``key.json``. Streamed member by member; a record
+    without an image keeps a null image (reported as an error later)."""
+    rows: list[dict[str, Any]] = []
+    for shard in _expand(paths):
+        for row in _tar_records(shard):
+            rows.append(row)
+            if len(rows) >= batch_size:
+                yield _batch(rows)
+                rows = []
+    if rows:
+        yield _batch(rows)
+
+
+def parquet_source(
+    path: str | os.PathLike,
+    *,
+    image_column: str = "jpg",
+    caption_column: str = "caption",
+    key_column: str | None = "key",
+    batch_size: int = 256,
+) -> Iterator[pa.RecordBatch]:
+    """Parquet/Arrow datasets with a binary image column (img2dataset writes
+    ``jpg``, ``caption`` and ``key``). Other columns pass through."""
+    dataset = ds.dataset(os.fspath(path), format="parquet")
+    names = dataset.schema.names
+    for name in (image_column, caption_column):
+        if name not in names:
+            raise KeyError(f"column {name!r} not in {names}")
+    offset = 0
+    for batch in dataset.to_batches(batch_size=batch_size):
+        n = batch.num_rows
+        if key_column and key_column in names:
+            keys = batch.column(key_column).cast(pa.string())
+        else:
+            keys = pa.array([str(i) for i in range(offset, offset + n)], pa.string())
+        columns = {
+            "key": keys,
+            "source": pa.array([os.fspath(path)] * n, pa.string()),
+            "image": batch.column(image_column).cast(pa.binary()),
+            "caption": batch.column(caption_column).cast(pa.string()),
+        }
+        for name in names:
+            if name not in (image_column, caption_column, key_column) and name not in columns:
+                columns[name] = batch.column(name)
+        offset += n
+        yield pa.RecordBatch.from_pydict(columns)
+
+
+def open_source(spec: str | os.PathLike, **options: Any) -> Iterator[pa.RecordBatch]:
+    """A folder, tar shard(s) (path or glob ending in .tar), or Parquet."""
+    text = os.fspath(spec)
+    if os.path.isdir(text) and not glob.glob(os.path.join(text, "*.parquet")):
+        return folder_source(text, batch_size=options.get("batch_size", 256))
+    if text.endswith((".tar", ".tar.gz", ".tgz")) or (
+        any(c in text for c in "*?[") and ".tar" in text
+    ):
+        return tar_source(text, batch_size=options.get("batch_size", 256))
+    return parquet_source(text, **options)

@@ -1,0 +1,90 @@
+"""Per-batch stages. Each takes and returns Arrow data only, so a distributed
+engine can run them on its own workers (Ray ``map_batches``, Spark
+``mapInArrow``) exactly as :func:`fastprep.pipeline.prep` runs them here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fastprep.hashtags import HashtagNormalizer, extract_hashtags
+from fastprep.images import decode_images
+
+
+@dataclass
+class ConsentRule:
+    """Drop records whose ``column`` equals one of ``drop_values``; the reason
+    recorded is ``reason``. Missing values keep the record unless
+    ``drop_missing``."""
+
+    column: str
+    drop_values: tuple = (False,)
+    reason: str = "not_public"
+    drop_missing: bool = False
+
+
+DEFAULT_RULES = (
+    ConsentRule("is_public", (False,), "not_public"),
+    ConsentRule("opt_out", (True,), "opt_out"),
+)
+
+
+@dataclass
+class ImageStage:
+    """Decode, orient, resize and hash one batch's ``image`` column."""
+
+    size: int | tuple = 224
+    mode: str = "center_crop"
+    filter: str = "bilinear"
+    hashes: tuple = ("xxh3", "pdq")
+    max_pixels: int = 178_956_970
+    num_threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        images = batch.column("image")
+        decoded = decode_images(
+            images if isinstance(images, pa.Array) else pa.array(images.to_pylist(), pa.binary()),
+            size=self.size,
+            mode=self.mode,
+            filter=self.filter,
+            hashes=self.hashes,
+            max_pixels=self.max_pixels,
+            num_threads=self.num_threads,
+            **self.extra,
+        )
+        kept = [name for name in batch.schema.names if name != "image"]
+        columns = {name: batch.column(name) for name in kept}
+        for name in decoded.schema.names:
+            columns[name if name not in columns else f"image_{name}"] = decoded.column(name)
+        return pa.RecordBatch.from_pydict(columns)
+
+
+def consent_reasons(batch: pa.RecordBatch, rules: tuple = DEFAULT_RULES) -> np.ndarray:
+    """Per record, the first consent rule that drops it (or None)."""
+    reasons = np.full(batch.num_rows, None, dtype=object)
+    for rule in rules:
+        if rule.column not in batch.schema.names:
+            continue
+        values = batch.column(rule.column)
+        hit = pc.is_in(values, value_set=pa.array(list(rule.drop_values), type=values.type))
+        hit = pc.fill_null(hit, bool(rule.drop_missing)).to_numpy(zero_copy_only=False)
+        reasons[(reasons == None) & hit] = rule.reason  # noqa: E711 (elementwise)
+    return reasons
+
+
+def hashtag_stage(batch: pa.RecordBatch, normalizer: HashtagNormalizer | None = None) -> pa.Array:
+    """Normalised hashtag keys of the batch's captions (``list<string>``)."""
+    return extract_hashtags(
+        batch.column("caption"), normalizer=normalizer or HashtagNormalizer()
+    ).combine_chunks()
+
+
+def with_column(batch: pa.RecordBatch, name: str, values: Any) -> pa.RecordBatch:
+    columns = {n: batch.column(n) for n in batch.schema.names}
+    columns[name] = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    return pa.RecordBatch.from_pydict(columns)
