@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+from helpers import ORIENT_TO_STORED
 from PIL import Image, ImageOps
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -60,15 +61,7 @@ def _with_orientation(img: Image.Image, fmt: str, orientation: int, **params) ->
 
 def _stored_for(upright: Image.Image, orientation: int) -> Image.Image:
     """The pixels a file with this EXIF orientation stores to display ``upright``."""
-    to_stored = {
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_90,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_270,
-    }
+    to_stored = ORIENT_TO_STORED
     return upright.transpose(to_stored[orientation]) if orientation in to_stored else upright
 
 

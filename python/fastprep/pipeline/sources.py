@@ -53,6 +53,42 @@ def _sidecar(text: bytes | None, meta: bytes | None) -> dict[str, Any]:
     return row
 
 
+def _batches(rows: Iterator[dict[str, Any]], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Groups records into batches of at most `batch_size`."""
+    pending: list[dict[str, Any]] = []
+    for row in rows:
+        pending.append(row)
+        if len(pending) >= batch_size:
+            yield _batch(pending)
+            pending = []
+    if pending:
+        yield _batch(pending)
+
+
+def _read_if_exists(path: str) -> bytes | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _folder_records(root: str) -> Iterator[dict[str, Any]]:
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in IMAGE_EXTENSIONS:
+                continue
+            base = os.path.join(directory, stem)
+            row = _sidecar(_read_if_exists(base + ".txt"), _read_if_exists(base + ".json"))
+            row.update(
+                image=_read_if_exists(os.path.join(directory, name)),
+                key=os.path.relpath(base, root),
+                source=root,
+            )
+            yield row
+
+
 def folder_source(path: str | os.PathLike, batch_size: int = 256) -> Iterator[pa.RecordBatch]:
     """Images under ``path`` (recursively, sorted) with sidecar captions:
     ``name.txt`` (the caption) and/or ``name.json`` (``caption`` or ``text``,
@@ -61,30 +97,7 @@ def folder_source(path: str | os.PathLike, batch_size: int = 256) -> Iterator[pa
     root = os.fspath(path)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no such folder: {root}")
-    rows: list[dict[str, Any]] = []
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in IMAGE_EXTENSIONS:
-                continue
-            full = os.path.join(directory, name)
-            base = os.path.join(directory, stem)
-
-            def read(p: str) -> bytes | None:
-                return open(p, "rb").read() if os.path.exists(p) else None
-
-            row = _sidecar(read(base + ".txt"), read(base + ".json"))
-            with open(full, "rb") as f:
-                row["image"] = f.read()
-            row["key"] = os.path.relpath(base, root)
-            row["source"] = root
-            rows.append(row)
-            if len(rows) >= batch_size:
-                yield _batch(rows)
-                rows = []
-    if rows:
-        yield _batch(rows)
+    return _batches(_folder_records(root), batch_size)
 
 
 def _expand(paths: str | os.PathLike | list) -> list[str]:
@@ -132,15 +145,8 @@ def tar_source(paths: str | os.PathLike | list, batch_size: int = 256) -> Iterat
     (the name up to the first dot of the file name): one image (``key.jpg``
     ...) plus ``key.txt`` / ``key.json``. Streamed member by member; a record
     without an image keeps a null image (reported as an error later)."""
-    rows: list[dict[str, Any]] = []
-    for shard in _expand(paths):
-        for row in _tar_records(shard):
-            rows.append(row)
-            if len(rows) >= batch_size:
-                yield _batch(rows)
-                rows = []
-    if rows:
-        yield _batch(rows)
+    shards = _expand(paths)
+    return _batches((row for shard in shards for row in _tar_records(shard)), batch_size)
 
 
 def parquet_source(
