@@ -268,3 +268,61 @@ def test_opt_out_list_by_hash(tmp_path):
     )
     assert result.dropped == {"opt_out_list": 1}
     assert np.sum([s["records"] for s in result.manifest["outputs"]]) == len(records) - 1
+
+
+def _jpeg_with_gps(path: Path) -> bytes:
+    from PIL import ExifTags
+
+    img = Image.open(path).convert("RGB")
+    exif = img.getexif()
+    exif[ExifTags.Base.Make] = "TestCam"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.0)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif, quality=90)
+    data = buf.getvalue()
+    assert Image.open(io.BytesIO(data)).getexif().get_ifd(ExifTags.IFD.GPSInfo), (
+        "fixture carries GPS"
+    )
+    return data
+
+
+def test_written_jpegs_carry_no_exif_or_gps(tmp_path):
+    records = [
+        {"key": f"gps{i}", "image": _jpeg_with_gps(p), "caption": "#travel", "fate": "written"}
+        for i, p in enumerate(PHOTOS[:4])
+    ]
+    write_folder(tmp_path / "src", records)
+    result = prep(tmp_path / "src", tmp_path / "out", size=48, image_format="jpeg", min_quality=0)
+    assert result.written == 4
+    table = pq.read_table(tmp_path / "out" / result.manifest["outputs"][0]["file"])
+    assert "pixels" not in table.column_names
+    for data in table.column("jpg").to_pylist():
+        assert b"Exif" not in data and b"GPS" not in data and b"TestCam" not in data
+        img = Image.open(io.BytesIO(data))
+        assert img.size == (48, 48) and len(img.getexif()) == 0
+
+
+def test_webdataset_shards_read_back_with_webdataset(tmp_path):
+    webdataset = pytest.importorskip(
+        "webdataset", reason="needs the webdataset package (test extra)"
+    )
+    records = [r for r in corpus_records() if r["fate"] == "written"]
+    write_folder(tmp_path / "src", records)
+    result = prep(
+        tmp_path / "src",
+        tmp_path / "out",
+        size=32,
+        sink="webdataset",
+        records_per_shard=3,
+        min_quality=0,
+    )
+    urls = [str(tmp_path / "out" / s["file"]) for s in result.manifest["outputs"]]
+    assert all(u.endswith(".tar") for u in urls)
+    samples = list(webdataset.WebDataset(urls, shardshuffle=False))
+    assert len(samples) == result.written == len(records)
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        assert meta["labels"] and Image.open(io.BytesIO(sample["jpg"])).size == (32, 32)
+        assert sample["txt"].decode().startswith("day ")

@@ -70,6 +70,9 @@ def _prep(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         min_count=args.min_count,
         drop_unlabeled=not args.keep_unlabeled,
+        image_format=args.image_format,
+        jpeg_quality=args.jpeg_quality,
+        sink=args.sink,
         num_threads=args.threads,
     )
     totals = result.manifest["totals"]
@@ -106,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     job.add_argument("--top-k", type=int, default=None, help="vocabulary size")
     job.add_argument("--min-count", type=int, default=1)
     job.add_argument("--keep-unlabeled", action="store_true")
+    job.add_argument("--image-format", choices=("tensor", "jpeg"), default="tensor")
+    job.add_argument("--jpeg-quality", type=int, default=90)
+    job.add_argument("--sink", choices=("parquet", "webdataset"), default="parquet")
     job.add_argument("--threads", type=int, default=None)
     job.set_defaults(run=_prep)
     args = parser.parse_args(argv)

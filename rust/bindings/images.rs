@@ -175,7 +175,62 @@ fn extract_options(options: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult
     })
 }
 
+/// Encodes fixed-size RGB pixels (a `fixed_size_list<uint8>[height*width*3]`
+/// column, e.g. a fixed-shape tensor's storage) as JPEG bytes: no metadata.
+#[pyfunction]
+#[pyo3(signature = (pixels, height, width, quality=90, num_threads=None))]
+fn encode_jpeg<'py>(
+    py: Python<'py>,
+    pixels: PyChunkedArray,
+    height: u32,
+    width: u32,
+    quality: u8,
+    num_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::{Array, BinaryArray};
+    use rayon::prelude::*;
+
+    let frame = height as usize * width as usize * 3;
+    let mut images: Vec<Option<&[u8]>> = Vec::new();
+    for chunk in pixels.chunks() {
+        let list = chunk.as_fixed_size_list_opt().ok_or_else(|| {
+            PyTypeError::new_err("expected a fixed_size_list<uint8> pixel column")
+        })?;
+        if list.value_length() as usize != frame {
+            return Err(PyValueError::new_err(
+                "pixel size does not match height x width x 3",
+            ));
+        }
+        let values = list
+            .values()
+            .as_primitive_opt::<arrow_array::types::UInt8Type>();
+        let values = values
+            .ok_or_else(|| PyTypeError::new_err("pixels must be uint8"))?
+            .values();
+        for i in 0..list.len() {
+            let start = list.value_offset(i) as usize;
+            images.push(list.is_valid(i).then(|| &values[start..start + frame]));
+        }
+    }
+    let encoded: Vec<Option<Vec<u8>>> = py.detach(|| {
+        run_in_pool(num_threads, || {
+            images
+                .par_iter()
+                .map(|img| {
+                    img.and_then(|rgb| crate::image::encode_jpeg(rgb, width, height, quality).ok())
+                })
+                .collect()
+        })
+    });
+    let array = BinaryArray::from_iter(encoded.iter().map(|e| e.as_deref()));
+    let exported =
+        pyo3_arrow::PyArray::from_array_ref(std::sync::Arc::new(array)).into_pyobject(py)?;
+    py.import("pyarrow")?.getattr("array")?.call1((exported,))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(encode_jpeg, m)?)?;
     m.add_function(wrap_pyfunction!(decode_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(decode_paths, m)?)?;
     m.add_function(wrap_pyfunction!(decode_arrow, m)?)?;

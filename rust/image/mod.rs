@@ -2,6 +2,7 @@
 
 mod codecs;
 mod decode;
+mod encode;
 mod error;
 mod format;
 mod geometry;
@@ -13,6 +14,7 @@ mod pixels;
 mod resize;
 
 pub use decode::{decode, decode_into, probe, Decoded};
+pub use encode::encode_jpeg;
 pub use error::DecodeError;
 pub use format::{sniff, Format};
 pub use geometry::{random_resized_crop_box, CropBox};

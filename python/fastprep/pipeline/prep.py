@@ -11,9 +11,11 @@ with a reason, and the manifest's totals add up.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import tarfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -26,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import fastprep
+from fastprep import _core
 from fastprep.dedup import deduplicate, leak_report
 from fastprep.hashtags import (
     HashtagCounts,
@@ -60,6 +63,29 @@ def _atomic_parquet(table: pa.Table | pa.RecordBatch, path: str, row_group_size:
     os.replace(tmp, path)
 
 
+def _atomic_tar(table: pa.Table, path: str) -> None:
+    """A WebDataset shard: ``key.jpg``, ``key.txt`` (caption), ``key.json``
+    (everything else that is JSON-friendly), written then renamed."""
+    meta_columns = [n for n in table.schema.names if n not in ("jpg", "caption")]
+    rows = table.select(meta_columns).to_pylist()
+    tmp = path + ".tmp"
+    with tarfile.open(tmp, "w") as tar:
+        for row, jpg, caption in zip(
+            rows, table.column("jpg").to_pylist(), table.column("caption").to_pylist()
+        ):
+            key = str(row["key"]).replace("/", "_").replace(".", "_")
+            meta = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in row.items()}
+            for suffix, data in (
+                ("jpg", jpg or b""),
+                ("txt", (caption or "").encode()),
+                ("json", json.dumps(meta).encode()),
+            ):
+                info = tarfile.TarInfo(f"{key}.{suffix}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+
+
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` with `schema`'s columns in its order, nulls where missing."""
     columns = [
@@ -88,11 +114,27 @@ def prep(
     top_k: int | None = None,
     min_count: int = 1,
     drop_unlabeled: bool = True,
+    image_format: str = "tensor",
+    jpeg_quality: int = 90,
+    sink: str = "parquet",
     consent_rules: tuple = DEFAULT_RULES,
     batch_size: int = 256,
     num_threads: int | None = None,
 ) -> PrepResult:
-    """Runs the whole job; see the module docstring. Returns the manifest."""
+    """Runs the whole job; see the module docstring. Returns the manifest.
+
+    ``image_format``: ``"tensor"`` keeps pixels as a fixed-shape tensor column;
+    ``"jpeg"`` re-encodes them (column ``jpg``) with libjpeg-turbo, which writes
+    no EXIF, XMP, IPTC, GPS or comments. ``sink``: ``"parquet"`` shards, or
+    ``"webdataset"`` tar shards (``key.jpg``, ``key.txt``, ``key.json``; implies
+    JPEG).
+    """
+    if sink not in ("parquet", "webdataset"):
+        raise ValueError("sink must be 'parquet' or 'webdataset'")
+    if image_format not in ("tensor", "jpeg"):
+        raise ValueError("image_format must be 'tensor' or 'jpeg'")
+    if sink == "webdataset":
+        image_format = "jpeg"
     started = time.perf_counter()
     out = os.fspath(out_dir)
     staging = os.path.join(out, "_staging")
@@ -224,8 +266,22 @@ def prep(
         if not pending_rows:
             return
         table = pa.concat_tables(pending)
-        name = f"shard-{len(shards):05d}.parquet"
-        _atomic_parquet(table, os.path.join(out, name), row_group_size)
+        if image_format == "jpeg":
+            pixels = table.column("pixels")
+            encoded = _core.encode_jpeg(
+                pa.chunked_array([c.storage for c in pixels.chunks], type=pixels.type.storage_type),
+                size,
+                size,
+                jpeg_quality,
+                num_threads,
+            )
+            table = table.drop_columns(["pixels"]).append_column("jpg", encoded)
+        if sink == "webdataset":
+            name = f"shard-{len(shards):05d}.tar"
+            _atomic_tar(table, os.path.join(out, name))
+        else:
+            name = f"shard-{len(shards):05d}.parquet"
+            _atomic_parquet(table, os.path.join(out, name), row_group_size)
         shards.append({"file": name, "records": table.num_rows})
         written += table.num_rows
         pending, pending_rows = [], 0
@@ -277,6 +333,8 @@ def prep(
         "pyarrow": pa.__version__,
         "source": os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<batches>",
         "settings": {
+            "image_format": image_format,
+            "sink": sink,
             "size": size,
             "mode": mode,
             "records_per_shard": records_per_shard,

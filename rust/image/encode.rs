@@ -1,0 +1,103 @@
+//! JPEG encoding for written shards. libjpeg-turbo writes a bare JFIF stream:
+//! no EXIF, XMP, IPTC, GPS or comments, so re-encoded images carry no
+//! metadata from their source.
+
+use std::ffi::CStr;
+
+use turbojpeg_sys as tj;
+
+use super::error::DecodeError;
+
+struct Compressor(tj::tjhandle);
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        // SAFETY: created by tj3Init, destroyed once.
+        unsafe { tj::tj3Destroy(self.0) }
+    }
+}
+
+/// Encodes packed RGB8 as a baseline 4:2:0 JPEG at `quality` (1-100).
+pub fn encode_jpeg(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+) -> Result<Vec<u8>, DecodeError> {
+    if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
+        return Err(DecodeError::Internal(
+            "pixel buffer does not match its size".into(),
+        ));
+    }
+    // SAFETY: plain constructor; null means out of memory.
+    let handle = Compressor(unsafe { tj::tj3Init(tj::TJINIT_TJINIT_COMPRESS as i32) });
+    if handle.0.is_null() {
+        return Err(DecodeError::Internal(
+            "cannot create a JPEG compressor".into(),
+        ));
+    }
+    let mut out: *mut u8 = std::ptr::null_mut();
+    let mut size: tj::size_t = 0;
+    // SAFETY: the handle is live, `rgb` holds width x height packed RGB
+    // pixels, and libjpeg-turbo allocates the output, freed below.
+    unsafe {
+        let h = handle.0;
+        let ok = tj::tj3Set(
+            h,
+            tj::TJPARAM_TJPARAM_QUALITY as i32,
+            i32::from(quality.clamp(1, 100)),
+        ) == 0
+            && tj::tj3Set(h, tj::TJPARAM_TJPARAM_SUBSAMP as i32, tj::TJSAMP_TJSAMP_420) == 0
+            && tj::tj3Compress8(
+                h,
+                rgb.as_ptr(),
+                width as i32,
+                0,
+                height as i32,
+                tj::TJPF_TJPF_RGB as i32,
+                &mut out,
+                &mut size,
+            ) == 0;
+        if !ok {
+            let message = CStr::from_ptr(tj::tj3GetErrorStr(h))
+                .to_string_lossy()
+                .into_owned();
+            tj::tj3Free(out.cast());
+            return Err(DecodeError::Internal(format!(
+                "JPEG encoding failed: {message}"
+            )));
+        }
+        let bytes = std::slice::from_raw_parts(out, size as usize).to_vec();
+        tj::tj3Free(out.cast());
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{decode, ImageOptions};
+
+    #[test]
+    fn round_trips_without_metadata() {
+        let (w, h) = (40u32, 24u32);
+        // A smooth gradient: what a photo looks like to a JPEG encoder.
+        let rgb: Vec<u8> = (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| [(x * 5) as u8, (y * 8) as u8, 128]))
+            .collect();
+        let jpeg = encode_jpeg(&rgb, w, h, 95).unwrap();
+        assert!(jpeg.starts_with(&[0xFF, 0xD8]));
+        assert!(!jpeg.windows(4).any(|x| x == b"Exif"), "no EXIF block");
+        let back = decode(&jpeg, &ImageOptions::default(), 0).result.unwrap();
+        assert_eq!((back.width, back.height), (w, h));
+        let err: f64 = back
+            .data
+            .iter()
+            .zip(&rgb)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
+            .sum::<f64>()
+            / rgb.len() as f64;
+        assert!(err < 3.0, "mean error {err}");
+        assert!(encode_jpeg(&rgb, w + 1, h, 90).is_err());
+    }
+}
