@@ -54,7 +54,7 @@ pub fn encode_jpeg(
                 width as i32,
                 0,
                 height as i32,
-                tj::TJPF_TJPF_RGB as i32,
+                tj::TJPF_TJPF_RGB,
                 &mut out,
                 &mut size,
             ) == 0;
