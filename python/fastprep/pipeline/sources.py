@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 BASE_FIELDS = [
@@ -157,31 +157,42 @@ def parquet_source(
     key_column: str | None = "key",
     batch_size: int = 256,
 ) -> Iterator[pa.RecordBatch]:
-    """Parquet/Arrow datasets with a binary image column (img2dataset writes
-    ``jpg``, ``caption`` and ``key``). Other columns pass through."""
-    dataset = ds.dataset(os.fspath(path), format="parquet")
-    names = dataset.schema.names
+    """A Parquet file or a folder of them, with a binary image column
+    (img2dataset writes ``jpg``, ``caption`` and ``key``). Other columns pass
+    through."""
+    root = os.fspath(path)
+    files = (
+        sorted(glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True))
+        if os.path.isdir(root)
+        else [root]
+    )
+    if not files or not os.path.exists(files[0]):
+        raise FileNotFoundError(f"no Parquet files at {root}")
+    names = pq.read_schema(files[0]).names
     for name in (image_column, caption_column):
         if name not in names:
             raise KeyError(f"column {name!r} not in {names}")
     offset = 0
-    for batch in dataset.to_batches(batch_size=batch_size):
-        n = batch.num_rows
-        if key_column and key_column in names:
-            keys = batch.column(key_column).cast(pa.string())
-        else:
-            keys = pa.array([str(i) for i in range(offset, offset + n)], pa.string())
-        columns = {
-            "key": keys,
-            "source": pa.array([os.fspath(path)] * n, pa.string()),
-            "image": batch.column(image_column).cast(pa.binary()),
-            "caption": batch.column(caption_column).cast(pa.string()),
-        }
-        for name in names:
-            if name not in (image_column, caption_column, key_column) and name not in columns:
-                columns[name] = batch.column(name)
-        offset += n
-        yield pa.RecordBatch.from_pydict(columns)
+    for file in files:
+        # Row group by row group: memory stays near one batch, whatever the
+        # dataset's size (a dataset scanner pre-buffers far ahead).
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_size):
+            n = batch.num_rows
+            if key_column and key_column in names:
+                keys = batch.column(key_column).cast(pa.string())
+            else:
+                keys = pa.array([str(i) for i in range(offset, offset + n)], pa.string())
+            columns = {
+                "key": keys,
+                "source": pa.array([file] * n, pa.string()),
+                "image": batch.column(image_column).cast(pa.binary()),
+                "caption": batch.column(caption_column).cast(pa.string()),
+            }
+            for name in names:
+                if name not in (image_column, caption_column, key_column) and name not in columns:
+                    columns[name] = batch.column(name)
+            offset += n
+            yield pa.RecordBatch.from_pydict(columns)
 
 
 def open_source(spec: str | os.PathLike, **options: Any) -> Iterator[pa.RecordBatch]:
