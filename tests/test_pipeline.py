@@ -146,6 +146,7 @@ def check_outcome(out: Path, records: list[dict], result) -> None:
     fates = {r["key"]: r["fate"] for r in records}
     dropped = pq.read_table(out / "dropped.parquet").to_pylist()
     got = {d["key"]: d["reason"].split(":")[0] for d in dropped}
+    assert all(d["source"] for d in dropped), "every drop keeps its provenance"
     shards = [pq.read_table(out / s["file"]) for s in result.manifest["outputs"]]
     written = [k for t in shards for k in t.column("key").to_pylist()]
     for k in written:

@@ -150,6 +150,7 @@ def prep(
 
     dropped: list[tuple[str, str, str]] = []  # key, source, reason
     keys: list[str] = []
+    sources: list[str] = []
     xxh3: list[bytes] = []
     pdq: list[bytes] = []
     quality: list[int] = []
@@ -188,6 +189,7 @@ def prep(
         )
         pq.write_table(table, os.path.join(staging, f"part-{part:06d}.parquet"))
         keys.extend(ok.column("key").to_pylist())
+        sources.extend(ok.column("source").to_pylist())
         xxh3.extend(ok.column("xxh3_128").to_pylist())
         pdq.extend(ok.column("pdq").to_pylist())
         quality.extend(ok.column("pdq_quality").to_pylist())
@@ -304,7 +306,7 @@ def prep(
                 decision[r] = "no_label"
             keep &= ~unlabeled
         for r in record[~keep]:
-            dropped.append((keys[r], "", decision[r]))
+            dropped.append((keys[r], sources[r], decision[r]))
         table = table.append_column("labels", labels.column("labels")).append_column(
             "num_labels", labels.column("num_labels")
         )
@@ -321,7 +323,13 @@ def prep(
     shutil.rmtree(staging, ignore_errors=True)
 
     reasons = Counter(reason.split(":")[0] for _, _, reason in dropped)
-    dropped_table = pa.table({"key": [d[0] for d in dropped], "reason": [d[2] for d in dropped]})
+    dropped_table = pa.table(
+        {
+            "key": [d[0] for d in dropped],
+            "source": [d[1] for d in dropped],
+            "reason": [d[2] for d in dropped],
+        }
+    )
     _atomic_parquet(dropped_table, os.path.join(out, "dropped.parquet"), row_group_size)
     if pairs_table is not None:
         _atomic_parquet(pairs_table, os.path.join(out, "duplicate_pairs.parquet"), row_group_size)
