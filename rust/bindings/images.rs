@@ -176,21 +176,33 @@ fn extract_options(options: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult
 }
 
 /// Encodes fixed-size RGB pixels (a `fixed_size_list<uint8>[height*width*3]`
-/// column, e.g. a fixed-shape tensor's storage) as JPEG bytes: no metadata.
+/// column, e.g. a fixed-shape tensor's storage) as JPEG or lossy WebP bytes
+/// that carry no metadata. Null pixels (or an encoder failure) give null.
 #[pyfunction]
-#[pyo3(signature = (pixels, height, width, quality=90, num_threads=None))]
-fn encode_jpeg<'py>(
+#[pyo3(signature = (pixels, height, width, format="jpeg", quality=90, num_threads=None))]
+fn encode_images<'py>(
     py: Python<'py>,
     pixels: PyChunkedArray,
     height: u32,
     width: u32,
+    format: &str,
     quality: u8,
     num_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    use crate::image::EncodeFormat;
     use arrow_array::cast::AsArray;
     use arrow_array::{Array, BinaryArray};
     use rayon::prelude::*;
 
+    let format = match format {
+        "jpeg" => EncodeFormat::Jpeg,
+        "webp" => EncodeFormat::Webp,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "format must be 'jpeg' or 'webp', got {other:?}"
+            )))
+        }
+    };
     let frame = height as usize * width as usize * 3;
     let mut images: Vec<Option<&[u8]>> = Vec::new();
     for chunk in pixels.chunks() {
@@ -218,7 +230,9 @@ fn encode_jpeg<'py>(
             images
                 .par_iter()
                 .map(|img| {
-                    img.and_then(|rgb| crate::image::encode_jpeg(rgb, width, height, quality).ok())
+                    img.and_then(|rgb| {
+                        crate::image::encode(rgb, width, height, format, quality).ok()
+                    })
                 })
                 .collect()
         })
@@ -230,7 +244,7 @@ fn encode_jpeg<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(encode_jpeg, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_images, m)?)?;
     m.add_function(wrap_pyfunction!(decode_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(decode_paths, m)?)?;
     m.add_function(wrap_pyfunction!(decode_arrow, m)?)?;

@@ -1,6 +1,6 @@
-//! JPEG encoding for written shards. libjpeg-turbo writes a bare JFIF stream:
-//! no EXIF, XMP, IPTC, GPS or comments, so re-encoded images carry no
-//! metadata from their source.
+//! Encoding for written shards. libjpeg-turbo writes a bare JFIF stream and
+//! libwebp a bare VP8 stream (no VP8X/EXIF/XMP chunks): no EXIF, XMP, IPTC,
+//! GPS or comments, so re-encoded images carry no metadata from their source.
 
 use std::ffi::CStr;
 
@@ -73,6 +73,45 @@ pub fn encode_jpeg(
     }
 }
 
+/// Encodes packed RGB8 as a lossy WebP at `quality` (1-100).
+pub fn encode_webp(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+) -> Result<Vec<u8>, DecodeError> {
+    if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
+        return Err(DecodeError::Internal(
+            "pixel buffer does not match its size".into(),
+        ));
+    }
+    webp::Encoder::from_rgb(rgb, width, height)
+        .encode_simple(false, f32::from(quality.clamp(1, 100)))
+        .map(|memory| memory.to_vec())
+        .map_err(|e| DecodeError::Internal(format!("WebP encoding failed: {e:?}")))
+}
+
+/// Output formats for [`encode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeFormat {
+    Jpeg,
+    Webp,
+}
+
+/// Encodes packed RGB8 in `format` at `quality` (1-100).
+pub fn encode(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    format: EncodeFormat,
+    quality: u8,
+) -> Result<Vec<u8>, DecodeError> {
+    match format {
+        EncodeFormat::Jpeg => encode_jpeg(rgb, width, height, quality),
+        EncodeFormat::Webp => encode_webp(rgb, width, height, quality),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +138,31 @@ mod tests {
             / rgb.len() as f64;
         assert!(err < 3.0, "mean error {err}");
         assert!(encode_jpeg(&rgb, w + 1, h, 90).is_err());
+    }
+
+    #[test]
+    fn webp_round_trips_without_metadata() {
+        let (w, h) = (40u32, 24u32);
+        let rgb: Vec<u8> = (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| [(x * 5) as u8, (y * 8) as u8, 128]))
+            .collect();
+        let webp = encode(&rgb, w, h, EncodeFormat::Webp, 95).unwrap();
+        assert_eq!(&webp[..4], b"RIFF");
+        assert_eq!(
+            &webp[8..16],
+            b"WEBPVP8 ",
+            "simple lossy file: no VP8X, so no EXIF/XMP"
+        );
+        let back = decode(&webp, &ImageOptions::default(), 0).result.unwrap();
+        assert_eq!((back.width, back.height), (w, h));
+        let err: f64 = back
+            .data
+            .iter()
+            .zip(&rgb)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
+            .sum::<f64>()
+            / rgb.len() as f64;
+        assert!(err < 4.0, "mean error {err}");
+        assert!(encode_webp(&rgb, w, h + 1, 90).is_err());
     }
 }

@@ -10,8 +10,10 @@ from __future__ import annotations
 import glob
 import json
 import os
+import queue
 import tarfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -195,13 +197,90 @@ def parquet_source(
             yield pa.RecordBatch.from_pydict(columns)
 
 
-def open_source(spec: str | os.PathLike, **options: Any) -> Iterator[pa.RecordBatch]:
-    """A folder, tar shard(s) (path or glob ending in .tar), or Parquet."""
+def source_kind(spec: str | os.PathLike) -> str:
+    """``"folder"``, ``"tar"`` or ``"parquet"``: how :func:`open_source` reads ``spec``."""
     text = os.fspath(spec)
     if os.path.isdir(text) and not glob.glob(os.path.join(text, "*.parquet")):
-        return folder_source(text, batch_size=options.get("batch_size", 256))
+        return "folder"
     if text.endswith((".tar", ".tar.gz", ".tgz")) or (
         any(c in text for c in "*?[") and ".tar" in text
     ):
-        return tar_source(text, batch_size=options.get("batch_size", 256))
-    return parquet_source(text, **options)
+        return "tar"
+    return "parquet"
+
+
+def open_source(spec: str | os.PathLike, **options: Any) -> Iterator[pa.RecordBatch]:
+    """A folder, tar shard(s) (path or glob ending in .tar), or Parquet."""
+    kind = source_kind(spec)
+    if kind == "folder":
+        return folder_source(spec, batch_size=options.get("batch_size", 256))
+    if kind == "tar":
+        return tar_source(spec, batch_size=options.get("batch_size", 256))
+    return parquet_source(spec, **options)
+
+
+def count_records(spec: str | os.PathLike) -> int | None:
+    """How many records ``spec`` holds when that is cheap to know (folder
+    listing, Parquet footers); None for tar shards, which must be read."""
+    kind = source_kind(spec)
+    text = os.fspath(spec)
+    if kind == "folder":
+        return sum(
+            1
+            for _, _, files in os.walk(text)
+            for name in files
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+        )
+    if kind == "parquet":
+        files = (
+            sorted(glob.glob(os.path.join(text, "**", "*.parquet"), recursive=True))
+            if os.path.isdir(text)
+            else [text]
+        )
+        try:
+            return sum(pq.read_metadata(f).num_rows for f in files)
+        except (OSError, pa.ArrowException):
+            return None
+    return None
+
+
+_DONE = object()
+
+
+def prefetch(batches: Iterable[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Reads up to ``depth`` batches ahead in a background thread, so file
+    I/O overlaps the (GIL-free) Rust work on the current batch. Errors in the
+    reader are raised here, in order; closing the iterator stops the reader."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as error:  # handed to the consumer, raised there
+            put(error)
+
+    reader = threading.Thread(target=read, name="fastprep-prefetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
