@@ -25,7 +25,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "maturin>=1.7,<2" numpy pyarrow
+# numpy and pyarrow are fastprep's dependencies; matplotlib draws the report's figures.
+.venv/bin/python -m pip install -q "maturin>=1.7,<2" numpy pyarrow "matplotlib>=3.7"
 
 # Release wheel (abi3: one wheel serves every CPython >= 3.9), then install it.
 rm -rf dist

@@ -6,6 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
+# The report test renders report.html in a real headless browser.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium (headless report test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "test: chromium not found; the browser test will be skipped" >&2
+  fi
+fi
+
 echo "== cargo test"
 cargo test --quiet
 
@@ -13,7 +23,9 @@ echo "== pytest against the installed wheel (fresh .venv-test)"
 rm -rf .venv-test
 "${PYTHON:-python3}" -m venv .venv-test
 wheel=$(ls dist/fastprep-*.whl)
-.venv-test/bin/python -m pip install -q "${wheel}[test]"
+# torch (the DataLoader tests) is an optional extra of fastprep, installed
+# here so its tests run; from PyPI it is the CUDA build (~3 GB download).
+.venv-test/bin/python -m pip install -q "${wheel}[test,torch]" torchvision
 # Run from tests/ so `import fastprep` can only resolve to the installed wheel.
 cd tests
 ../.venv-test/bin/python -c 'import fastprep, sys; assert "site-packages" in fastprep.__file__, fastprep.__file__'

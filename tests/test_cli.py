@@ -212,3 +212,40 @@ def test_bench_subcommand_reports_throughput():
     proc = fastprep("bench", "--repeat", "2", "--size", "64", "--threads", "1")
     assert proc.returncode == 0, proc.stderr
     assert "images/s" in proc.stdout and "1 thread" in proc.stdout
+
+
+def test_demo_runs_the_whole_job_on_the_bundled_corpus(tmp_path):
+    """README command 1: every planted case in the sample corpus (see
+    sample_data/corpus/README.md) ends where it should."""
+    out = tmp_path / "demo"
+    proc = fastprep("demo", "--out", str(out), "--image-format", "jpeg", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    totals = manifest["totals"]
+    assert totals["input"] == 35
+    assert totals["dropped"] == {
+        "decode_error": 2,  # broken_upload, not_an_image
+        "duplicate_of": 3,  # an exact repost and two re-encoded copies
+        "eval_leak": 1,  # rocket_launchpad ~ eval/launch_night
+        "no_label": 2,
+        "not_public": 2,
+        "opt_out": 1,
+    }
+    assert totals["written"] == 24
+    assert str(out / "report.html") in proc.stdout and (out / "report.html").exists()
+    assert str(out / "shard-00000.parquet") in proc.stdout
+    dropped = {d["key"]: d["reason"] for d in pq.read_table(out / "dropped.parquet").to_pylist()}
+    assert dropped["rocket_launchpad"] == "eval_leak: launch_night"
+    assert dropped["espresso_morning_repost"] == "duplicate_of: espresso_morning"
+    # The photo with a GPS position in its EXIF is written without any metadata.
+    shard = pq.read_table(out / "shard-00000.parquet").to_pylist()
+    sunset = next(row for row in shard if row["key"] == "sunset_summit")
+    assert b"Exif" not in sunset["jpg"] and b"GPS" not in sunset["jpg"]
+    original = Path(fastprep_sample_corpus()) / "sunset_summit.jpg"
+    assert b"Exif" in original.read_bytes(), "the source photo does carry EXIF"
+
+
+def fastprep_sample_corpus() -> str:
+    from fastprep.cli import demo_corpus
+
+    return demo_corpus()
