@@ -1,0 +1,184 @@
+"""Random-access (map-style) views of what the loader can read, as one
+Arrow table per dataset: a batch is ``table.take(indices)``.
+
+A row holds either encoded bytes, a file path, or prepared pixels (the
+``pixels`` tensor column ``fastprep prep`` writes), plus optional ``key``,
+``caption``, class ``target`` and ``labels`` columns.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fastprep.pipeline.sources import IMAGE_EXTENSIONS, source_kind
+
+IMAGE_COLUMNS = ("jpg", "jpeg", "webp", "png", "image")
+
+
+@dataclass
+class MapSource:
+    """``table`` rows are samples; ``image_column`` holds bytes, paths
+    (``kind="path"``) or fixed-shape pixels (``kind="pixels"``)."""
+
+    table: pa.Table
+    image_column: str
+    kind: str  # "bytes" | "path" | "pixels"
+    classes: list[str] | None = None
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def has(self, column: str | None) -> bool:
+        return column is not None and column in self.table.schema.names
+
+    def take(self, indices: np.ndarray) -> pa.Table:
+        return self.table.take(pa.array(indices, pa.int64()))
+
+
+def _sidecar_caption(base: str) -> str | None:
+    if os.path.exists(base + ".txt"):
+        with open(base + ".txt", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    if os.path.exists(base + ".json"):
+        try:
+            with open(base + ".json", encoding="utf-8-sig") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if isinstance(data, dict):
+            value = data.get("caption", data.get("text"))
+            return None if value is None else str(value)
+    return None
+
+
+def folder(root: str) -> MapSource:
+    """Images under ``root`` (sorted), captions from sidecars, and class
+    targets when the layout is torchvision's ImageFolder (every image one
+    level down, in a folder per class)."""
+    paths = sorted(
+        os.path.join(directory, name)
+        for directory, _, files in os.walk(root)
+        for name in files
+        if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    )
+    if not paths:
+        raise FileNotFoundError(f"no images under {root}")
+    relative = [os.path.relpath(p, root) for p in paths]
+    keys = [os.path.splitext(r)[0] for r in relative]
+    columns: dict[str, Any] = {
+        "key": pa.array(keys, pa.string()),
+        "path": pa.array(paths, pa.string()),
+    }
+    captions = [_sidecar_caption(os.path.splitext(p)[0]) for p in paths]
+    if any(c is not None for c in captions):
+        columns["caption"] = pa.array(captions, pa.string())
+    parts = [r.split(os.sep) for r in relative]
+    classes = None
+    if all(len(p) == 2 for p in parts):
+        classes = sorted({p[0] for p in parts})
+        index = {c: i for i, c in enumerate(classes)}
+        columns["target"] = pa.array([index[p[0]] for p in parts], pa.int64())
+    return MapSource(pa.table(columns), "path", "path", classes)
+
+
+def parquet(path: str, image_column: str | None = None) -> MapSource:
+    """Parquet file(s), memory-mapped. Raw corpora need an image bytes column
+    (``jpg``, ``webp``, ``png`` or ``image`` unless named); prepared shards
+    from ``fastprep prep`` have ``pixels`` and ``labels``."""
+    manifest = os.path.join(path, "manifest.json")
+    if os.path.isdir(path) and os.path.exists(manifest):
+        # A `fastprep prep` output folder: its shards, not its side tables.
+        with open(manifest, encoding="utf-8") as f:
+            outputs = json.load(f)["outputs"]
+        files = [os.path.join(path, o["file"]) for o in outputs if o["file"].endswith(".parquet")]
+    elif os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
+    else:
+        files = [path]
+    if not files:
+        raise FileNotFoundError(f"no Parquet files at {path}")
+    tables = [pq.read_table(f, memory_map=True) for f in files]
+    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    names = table.schema.names
+    if image_column is None and "pixels" in names:
+        return MapSource(table, "pixels", "pixels")
+    column = image_column or next((c for c in IMAGE_COLUMNS if c in names), None)
+    if column is None or column not in names:
+        raise KeyError(f"no image column ({image_column or ', '.join(IMAGE_COLUMNS)}) in {names}")
+    kind = (
+        "pixels"
+        if isinstance(table.schema.field(column).type, pa.FixedShapeTensorType)
+        else "bytes"
+    )
+    return MapSource(table, column, kind)
+
+
+def from_samples(samples: Sequence[tuple[str, int]], classes: list[str] | None) -> MapSource:
+    """torchvision ``DatasetFolder.samples``: ``(path, class_index)`` pairs."""
+    paths = [os.fspath(p) for p, _ in samples]
+    return MapSource(
+        pa.table(
+            {
+                "key": pa.array(paths, pa.string()),
+                "path": pa.array(paths, pa.string()),
+                "target": pa.array([int(t) for _, t in samples], pa.int64()),
+            }
+        ),
+        "path",
+        "path",
+        classes,
+    )
+
+
+def open_map_source(data: Any, image_column: str | None = None) -> MapSource:
+    """Any map-style input: a folder, Parquet file(s), a pyarrow Table, or a
+    list of paths or encoded images."""
+    if isinstance(data, MapSource):
+        return data
+    if isinstance(data, pa.Table):
+        names = data.schema.names
+        column = image_column or ("pixels" if "pixels" in names else None)
+        column = column or next((c for c in IMAGE_COLUMNS if c in names), None)
+        if column is None:
+            raise KeyError(f"no image column in {names}")
+        kind = (
+            "pixels"
+            if isinstance(data.schema.field(column).type, pa.FixedShapeTensorType)
+            else "bytes"
+        )
+        return MapSource(data, column, kind)
+    if isinstance(data, (str, os.PathLike)):
+        text = os.fspath(data)
+        if not os.path.exists(text):
+            raise FileNotFoundError(f"no such dataset: {text}")
+        kind = source_kind(text)
+        if kind == "folder":
+            return folder(text)
+        if kind == "parquet":
+            return parquet(text, image_column)
+        raise TypeError(f"{text} is a stream (tar shards): use streaming=True")
+    items = list(data)
+    if items and all(isinstance(i, (str, os.PathLike)) for i in items):
+        paths = [os.fspath(i) for i in items]
+        return MapSource(pa.table({"key": paths, "path": paths}), "path", "path")
+    if items and all(isinstance(i, (bytes, bytearray, memoryview)) for i in items):
+        return MapSource(
+            pa.table(
+                {
+                    "key": [str(i) for i in range(len(items))],
+                    "image": pa.array([bytes(i) for i in items], pa.binary()),
+                }
+            ),
+            "image",
+            "bytes",
+        )
+    raise TypeError(f"cannot read a dataset from {type(data).__name__}")

@@ -1,0 +1,423 @@
+"""``fastprep.torch.DataLoader``: torch's DataLoader interface, with decoding
+and augmentation on GIL-free Rust threads writing straight into the batch.
+
+Per batch, Python does a constant amount of work: pick indices (numpy), take
+the rows (Arrow), one Rust call that decodes, crops, flips and resizes every
+image in parallel into one buffer, and a DLPack hand-over of that buffer to
+torch. A background thread keeps ``prefetch_factor`` batches ready.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import queue
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from fastprep.hashtags import label_captions, load_vocabulary
+from fastprep.images import decode_images
+from fastprep.torch.data import MapSource, from_samples, open_map_source
+from fastprep.torch.sampling import batch_count, batch_seed, epoch_order, rank_slice
+from fastprep.torch.transforms import Recipe, evaluate, from_torchvision, train
+
+_STATE_VERSION = 1
+
+
+def _is_torchvision_folder(dataset: Any) -> bool:
+    return (
+        hasattr(dataset, "samples") and hasattr(dataset, "loader") and hasattr(dataset, "transform")
+    )
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _uint8_tensor(pixels: pa.Array | pa.ChunkedArray) -> torch.Tensor:
+    """``[B, H, W, 3]`` uint8 tensor over a fixed-shape tensor column's
+    buffer: no copy. The tensor keeps the Arrow buffer alive, and is
+    writable (the batch's buffer belongs to this batch alone)."""
+    if isinstance(pixels, pa.ChunkedArray):
+        pixels = pixels.combine_chunks()
+    if not isinstance(pixels.type, pa.FixedShapeTensorType):
+        raise TypeError("expected an arrow.fixed_shape_tensor pixel column")
+    shape = tuple(pixels.type.shape)
+    storage = pixels.storage
+    frame = int(np.prod(shape))
+    count = len(storage) * frame
+    if count == 0:
+        return torch.empty((0, *shape), dtype=torch.uint8)
+    # The child values ignore the list array's own offset (set when sliced).
+    values = storage.values
+    buffer = values.buffers()[1]
+    start = values.offset + storage.offset * frame
+    if start + count > buffer.size:
+        raise ValueError("pixel buffer is shorter than its shape says")
+    # A ctypes view: writable (torch warns on read-only numpy arrays) and
+    # holding the Arrow buffer so the memory outlives every view of it.
+    holder = (ctypes.c_uint8 * count).from_address(buffer.address + start)
+    holder.arrow_buffer = buffer
+    return torch.from_numpy(np.ctypeslib.as_array(holder)).view(len(storage), *shape)
+
+
+class DataLoader:
+    """Iterates over batches of decoded, augmented images, like
+    :class:`torch.utils.data.DataLoader`.
+
+    Args:
+        dataset: a torchvision ``ImageFolder``/``DatasetFolder`` (its
+            ``samples`` and ``transform`` are used: the transform is
+            translated into the Rust recipe), a folder of images (with
+            sidecar captions; class targets for an ImageFolder layout),
+            Parquet file(s) with image bytes or ``fastprep prep`` shards, a
+            pyarrow Table, or a list of paths or encoded images. Other
+            datasets are handed to torch's own DataLoader with a warning.
+        batch_size, shuffle, sampler, drop_last, generator, pin_memory,
+        prefetch_factor, persistent_workers, timeout: as in torch.
+            ``sampler`` is any iterable of indices (read once per epoch).
+        num_workers: Rust decoding threads (0 or 1: one thread). Threads are
+            always reused, so ``persistent_workers`` changes nothing.
+        transform: a :class:`Recipe` (:func:`fastprep.torch.train` /
+            :func:`fastprep.torch.evaluate`); default: the dataset's own
+            torchvision transform, else ``evaluate(224)``.
+        weights: per-sample weights (e.g. :func:`fastprep.sampling_weights`);
+            draws ``num_samples`` indices with ``replacement`` per epoch.
+        seed: seeds the order and every random crop/flip; default: drawn
+            from ``generator`` or torch's global RNG (so ``torch.manual_seed``
+            makes a run reproducible, as with torch's loader).
+        rank, world_size: DDP position; default: from ``torch.distributed``
+            when initialized. Every rank gets the same number of batches.
+        vocab: a Vocabulary (or its JSON path) to label captions with.
+        target: ``"multi_hot"`` or ``"softmax"`` to add a dense ``target``
+            ``[B, len(vocab)]`` for hashtag labels.
+        channels_last: images as ``[B, H, W, 3]`` instead of ``[B, 3, H, W]``
+            (the latter is a zero-copy view in torch's channels-last memory
+            format; call ``.contiguous()`` if a model needs NCHW-contiguous).
+        collate_fn: called with each batch dict before it is returned.
+
+    Each batch is a dict: ``image``, ``index`` (int64 sample indices),
+    ``key`` (list of str), and when available ``target`` (class int64, or
+    the dense hashtag target), ``label_ids`` + ``label_offsets`` (hashtag
+    labels, CSR). For a torchvision dataset it is the tuple ``(image,
+    target)`` its own loader would give.
+    """
+
+    def __new__(cls, dataset: Any = None, *args: Any, **kwargs: Any):
+        if dataset is not None and not _readable(dataset):
+            warnings.warn(
+                f"fastprep cannot read {type(dataset).__name__} directly; "
+                "using torch.utils.data.DataLoader",
+                stacklevel=2,
+            )
+            fastprep_only = {
+                "transform",
+                "weights",
+                "replacement",
+                "num_samples",
+                "seed",
+                "rank",
+                "world_size",
+                "vocab",
+                "target",
+                "channels_last",
+                "image_column",
+                "caption_column",
+            }
+            kwargs = {k: v for k, v in kwargs.items() if k not in fastprep_only}
+            return torch.utils.data.DataLoader(dataset, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler: Iterable[int] | None = None,
+        batch_sampler: Any = None,
+        num_workers: int = 0,
+        collate_fn: Callable[[dict], Any] | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        timeout: float = 0,
+        worker_init_fn: Any = None,
+        multiprocessing_context: Any = None,
+        generator: torch.Generator | None = None,
+        *,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        pin_memory_device: str = "",
+        in_order: bool = True,
+        transform: Recipe | None = None,
+        weights: Any = None,
+        replacement: bool = True,
+        num_samples: int | None = None,
+        seed: int | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        vocab: Any = None,
+        target: str | None = None,
+        channels_last: bool = False,
+        image_column: str | None = None,
+        caption_column: str = "caption",
+    ) -> None:
+        if batch_sampler is not None:
+            raise ValueError("batch_sampler is not supported; pass sampler= and batch_size=")
+        if batch_size is None or batch_size < 1:
+            raise ValueError("batch_size must be a positive integer")
+        if sampler is not None and (shuffle or weights is not None):
+            raise ValueError("sampler is mutually exclusive with shuffle and weights")
+        if target not in (None, "multi_hot", "softmax"):
+            raise ValueError("target must be None, 'multi_hot' or 'softmax'")
+        self.tuple_output = _is_torchvision_folder(dataset)
+        if self.tuple_output:
+            if getattr(dataset, "target_transform", None) is not None:
+                raise ValueError("target_transform is not supported")
+            self.source = from_samples(dataset.samples, getattr(dataset, "classes", None))
+            recipe = transform or from_torchvision(dataset.transform)
+        else:
+            self.source = open_map_source(dataset, image_column)
+            recipe = transform or evaluate(224)
+        self.dataset = dataset
+        self.recipe = recipe
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.sampler = sampler
+        self.drop_last = drop_last
+        self.num_threads = max(1, int(num_workers))
+        self.num_workers = num_workers
+        self.collate_fn = collate_fn
+        self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
+        self.timeout = timeout
+        self.prefetch_factor = prefetch_factor or 2
+        self.persistent_workers = persistent_workers
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        self.replacement = replacement
+        self.num_samples = num_samples
+        if seed is None:
+            seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+        self.seed = int(seed)
+        auto_rank, auto_world = _distributed()
+        self.rank = auto_rank if rank is None else int(rank)
+        self.world_size = auto_world if world_size is None else int(world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside world_size {self.world_size}")
+        self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab
+        self.target = target
+        self.channels_last = channels_last
+        self.caption_column = caption_column
+        self.epoch = 0
+        self._start_batch = 0  # set by load_state_dict: resume mid-epoch
+        self._yielded = 0
+        self.errors: list[tuple[str, str]] = []  # (key, reason) of replaced samples
+        if self.source.kind == "pixels" and recipe.mode == "random_resized_crop":
+            raise ValueError("prepared pixel shards are already cropped: use no transform")
+
+    # -- torch's interface -------------------------------------------------
+    def __len__(self) -> int:
+        return batch_count(len(self._rank_order(self.epoch)), self.batch_size, self.drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch (shuffling and augmentation derive from it), like
+        ``DistributedSampler.set_epoch``. Without calls, the epoch advances
+        after each complete pass."""
+        self.epoch = int(epoch)
+        self._start_batch = 0
+
+    def state_dict(self) -> dict:
+        """Position to resume from: the batches after :meth:`load_state_dict`
+        are those an uninterrupted run would have produced next."""
+        return {
+            "version": _STATE_VERSION,
+            "epoch": self.epoch,
+            "batches_done": self._yielded,
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError("state_dict from another fastprep loader version")
+        for name in ("world_size", "batch_size"):
+            if state[name] != getattr(self, name):
+                raise ValueError(f"state_dict was saved with {name}={state[name]}")
+        self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])
+        self._start_batch = int(state["batches_done"])
+
+    def __iter__(self) -> Iterator[Any]:
+        order = self._rank_order(self.epoch)
+        total = batch_count(len(order), self.batch_size, self.drop_last)
+        start = self._start_batch
+        self._start_batch = 0
+        self._yielded = start
+        epoch = self.epoch
+        produced: queue.Queue = queue.Queue(maxsize=self.prefetch_factor)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for b in range(start, total):
+                    indices = order[b * self.batch_size : (b + 1) * self.batch_size]
+                    item = self._make_batch(indices, batch_seed(self.seed, epoch, self.rank, b))
+                    while not stop.is_set():
+                        try:
+                            produced.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                produced.put(StopIteration())
+            except BaseException as error:  # raised in the consumer
+                produced.put(error)
+
+        worker = threading.Thread(target=produce, name="fastprep-loader", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = produced.get(timeout=self.timeout or None)
+                if isinstance(item, StopIteration):
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                self._yielded += 1
+                yield item
+        finally:
+            stop.set()
+        if self.epoch == epoch:
+            self.epoch += 1  # a finished pass moves on, as torch's RandomSampler does
+        self._yielded = 0
+
+    # -- internals -------------------------------------------------------
+    def _rank_order(self, epoch: int) -> np.ndarray:
+        order = epoch_order(
+            len(self.source),
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=epoch,
+            weights=self.weights,
+            num_samples=self.num_samples,
+            replacement=self.replacement,
+            sampler=self.sampler,
+        )
+        return rank_slice(order, self.rank, self.world_size, self.drop_last)
+
+    def _decode(self, rows: pa.Table, seed: int) -> pa.RecordBatch:
+        column = rows.column(self.source.image_column)
+        images = column.to_pylist() if self.source.kind == "path" else column
+        return decode_images(
+            images, num_threads=self.num_threads, seed=seed, **self.recipe.decode_options()
+        )
+
+    def _make_batch(self, indices: np.ndarray, seed: int) -> Any:
+        indices = np.asarray(indices, dtype=np.int64)
+        rows = self.source.take(indices)
+        if self.source.kind == "pixels":
+            pixels = rows.column(self.source.image_column).combine_chunks()
+        else:
+            decoded = self._decode(rows, seed)
+            errors = decoded.column("error")
+            if errors.null_count < len(errors):
+                indices, rows, decoded = self._replace_failed(indices, rows, decoded, seed)
+            pixels = decoded.column("pixels")
+        image = _uint8_tensor(pixels)
+        if not self.channels_last:
+            image = image.permute(0, 3, 1, 2)  # a view: channels-last memory format
+        if self.recipe.dtype == "float":
+            image = image.float().div_(255)
+            if self.recipe.mean is not None:
+                shape = (1, -1, 1, 1) if not self.channels_last else (1, 1, 1, -1)
+                mean = torch.tensor(self.recipe.mean).view(shape)
+                std = torch.tensor(self.recipe.std).view(shape)
+                image = image.sub_(mean).div_(std)
+        batch: dict[str, Any] = {"image": image, "index": torch.from_numpy(indices)}
+        if self.source.has("key"):
+            batch["key"] = rows.column("key").to_pylist()
+        if self.source.has("target"):
+            batch["target"] = torch.from_numpy(
+                np.array(rows.column("target").to_numpy(), dtype=np.int64)
+            )
+        labels = self._labels(rows)
+        if labels is not None:
+            offsets = labels.offsets.to_numpy().astype(np.int64)
+            batch["label_offsets"] = torch.from_numpy(offsets - offsets[0])
+            batch["label_ids"] = torch.from_numpy(
+                labels.values.slice(offsets[0], offsets[-1] - offsets[0])
+                .to_numpy(zero_copy_only=False)
+                .astype(np.int64)
+            )
+            if self.target is not None and self.vocab is not None:
+                from fastprep.hashtags import label_targets
+
+                batch["target"] = torch.from_numpy(
+                    label_targets(labels, len(self.vocab), kind=self.target)
+                )
+        if self.pin_memory:
+            batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
+        if self.tuple_output:
+            return batch["image"], batch["target"]
+        return self.collate_fn(batch) if self.collate_fn else batch
+
+    def _labels(self, rows: pa.Table) -> pa.ListArray | None:
+        if "labels" in rows.schema.names:
+            return rows.column("labels").combine_chunks()
+        if self.vocab is not None and self.caption_column in rows.schema.names:
+            labelled = label_captions(rows.column(self.caption_column), self.vocab)
+            return labelled.column("labels").combine_chunks()
+        return None
+
+    def _replace_failed(
+        self, indices: np.ndarray, rows: pa.Table, decoded: pa.RecordBatch, seed: int
+    ) -> tuple[np.ndarray, pa.Table, pa.RecordBatch]:
+        """Swaps each undecodable sample for the next decodable one in index
+        order (deterministic), so every rank keeps the same batch count."""
+        n = len(self.source)
+        failed = np.flatnonzero(pc.is_valid(decoded.column("error")).to_numpy(zero_copy_only=False))
+        keys = rows.column("key").to_pylist() if self.source.has("key") else None
+        indices = indices.copy()
+        for position in failed:
+            original = int(indices[position])
+            reason = decoded.column("error")[int(position)].as_py()
+            self._report(keys[position] if keys else str(original), reason)
+            for step in range(1, n):
+                candidate = (original + step) % n
+                probe = self._decode(self.source.take(np.array([candidate])), seed + step)
+                if probe.column("error")[0].as_py() is None:
+                    indices[position] = candidate
+                    break
+                self._report(str(candidate), probe.column("error")[0].as_py())
+            else:
+                raise RuntimeError("no sample in the dataset can be decoded")
+        rows = self.source.take(indices)
+        return indices, rows, self._decode(rows, seed)
+
+    def _report(self, key: str, reason: str) -> None:
+        if (key, reason) not in self.errors:
+            self.errors.append((key, reason))
+            warnings.warn(
+                f"fastprep: sample {key} replaced: {reason}", RuntimeWarning, stacklevel=3
+            )
+
+
+def _readable(dataset: Any) -> bool:
+    if _is_torchvision_folder(dataset) or isinstance(
+        dataset, (MapSource, pa.Table, str, list, tuple)
+    ):
+        return True
+    import os
+
+    return isinstance(dataset, os.PathLike)
+
+
+__all__ = ["DataLoader", "Recipe", "evaluate", "train"]
