@@ -356,3 +356,59 @@ def test_importing_fastprep_without_torch_works_and_fastprep_torch_says_how_to_i
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "pip install 'fastprep[torch]'" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def tar_shards(tmp_path_factory) -> str:
+    import io
+    import tarfile
+
+    root = tmp_path_factory.mktemp("tars")
+    rng = np.random.default_rng(2)
+    for shard in range(3):
+        with tarfile.open(root / f"shard-{shard}.tar", "w") as tar:
+            for i in range(7):
+                key = f"s{shard}-{i}"
+                buf = io.BytesIO()
+                stripes(i % 2 == 0, rng).save(buf, "JPEG")
+                data = b"broken" if (shard, i) == (1, 3) else buf.getvalue()
+                for name, blob in ((f"{key}.jpg", data), (f"{key}.txt", f"#tag{i % 3}".encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(blob)
+                    tar.addfile(info, io.BytesIO(blob))
+    return str(root / "shard-*.tar")
+
+
+def test_streamed_tar_shards_split_evenly_shuffle_and_resume(tar_shards):
+    options = {
+        "batch_size": 3,
+        "shuffle": True,
+        "shuffle_buffer": 8,
+        "transform": train(16),
+        "seed": 5,
+    }
+    world = 2
+    per_rank_indices, errors = [], []
+    for rank in range(world):
+        loader = DataLoader(tar_shards, rank=rank, world_size=world, **options)
+        assert loader.stream is not None, "tar shards stream by default"
+        got = batches(loader)
+        assert len(got) == len(loader) == 4, "21 records -> 11 per rank -> 4 batches of 3"
+        per_rank_indices.append([i for idx, _ in got for i in idx])
+        errors += loader.errors
+    assert errors == [("s1-3", "unsupported format")], "record 10 goes to rank 0"
+    union = set(per_rank_indices[0]) | set(per_rank_indices[1])
+    assert union == set(range(21)) - {10}, "every record reaches a rank; the broken one is replaced"
+    assert per_rank_indices[0] != sorted(per_rank_indices[0]), "the buffer shuffles"
+    # Resume mid-epoch in a stream.
+    reference = batches(DataLoader(tar_shards, **options))
+    loader = DataLoader(tar_shards, **options)
+    got = []
+    for i, b in enumerate(loader):
+        got.append((b["index"].tolist(), b["image"].clone()))
+        if i == 1:
+            state = loader.state_dict()
+            break
+    resumed = DataLoader(tar_shards, **options)
+    resumed.load_state_dict(state)
+    assert same(got + batches(resumed), reference)

@@ -4,7 +4,28 @@ Every stage works on one Arrow record batch (see :mod:`.stages`), so the same
 code runs in the local loop of :func:`prep` and on distributed workers.
 """
 
-from fastprep.pipeline.prep import PrepResult, prep
-from fastprep.pipeline.sources import folder_source, open_source, parquet_source, tar_source
+from fastprep.pipeline.prep import OutputExistsError, PrepResult, ResumeMismatchError, prep
+from fastprep.pipeline.sources import (
+    count_records,
+    folder_source,
+    open_source,
+    parquet_source,
+    tar_source,
+)
+from fastprep.pipeline.stages import ConsentRule, ImageStage, consent_reasons, hashtag_stage
 
-__all__ = ["PrepResult", "folder_source", "open_source", "parquet_source", "prep", "tar_source"]
+__all__ = [
+    "ConsentRule",
+    "ImageStage",
+    "OutputExistsError",
+    "PrepResult",
+    "ResumeMismatchError",
+    "consent_reasons",
+    "count_records",
+    "folder_source",
+    "hashtag_stage",
+    "open_source",
+    "parquet_source",
+    "prep",
+    "tar_source",
+]

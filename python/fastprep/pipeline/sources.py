@@ -220,8 +220,8 @@ def open_source(spec: str | os.PathLike, **options: Any) -> Iterator[pa.RecordBa
 
 
 def count_records(spec: str | os.PathLike) -> int | None:
-    """How many records ``spec`` holds when that is cheap to know (folder
-    listing, Parquet footers); None for tar shards, which must be read."""
+    """How many records ``spec`` holds, from listings only: folder entries,
+    Parquet footers, tar headers (None when a source cannot be listed)."""
     kind = source_kind(spec)
     text = os.fspath(spec)
     if kind == "folder":
@@ -240,6 +240,24 @@ def count_records(spec: str | os.PathLike) -> int | None:
         try:
             return sum(pq.read_metadata(f).num_rows for f in files)
         except (OSError, pa.ArrowException):
+            return None
+    if kind == "tar":
+        # Headers only: a seekable tar is listed without reading its data.
+        try:
+            total = 0
+            for shard in _expand(text):
+                with tarfile.open(shard) as tar:
+                    keys = []
+                    for member in tar:
+                        if member.isfile():
+                            directory, base = os.path.split(member.name)
+                            stem = base.partition(".")[0]
+                            key = f"{directory}/{stem}" if directory else stem
+                            if not keys or keys[-1] != key:
+                                keys.append(key)
+                    total += len(keys)
+            return total
+        except (OSError, tarfile.TarError):
             return None
     return None
 

@@ -10,6 +10,7 @@ torch. A background thread keeps ``prefetch_factor`` batches ready.
 from __future__ import annotations
 
 import ctypes
+import os
 import queue
 import threading
 import warnings
@@ -23,8 +24,10 @@ import torch
 
 from fastprep.hashtags import label_captions, load_vocabulary
 from fastprep.images import decode_images
+from fastprep.pipeline.sources import count_records, source_kind
 from fastprep.torch.data import MapSource, from_samples, open_map_source
 from fastprep.torch.sampling import batch_count, batch_seed, epoch_order, rank_slice
+from fastprep.torch.stream import per_rank, stream_batches
 from fastprep.torch.transforms import Recipe, evaluate, from_torchvision, train
 
 _STATE_VERSION = 1
@@ -103,6 +106,9 @@ class DataLoader:
             (the latter is a zero-copy view in torch's channels-last memory
             format; call ``.contiguous()`` if a model needs NCHW-contiguous).
         collate_fn: called with each batch dict before it is returned.
+        streaming: read the source in order instead of by index (default for
+            WebDataset tar shards): records are split among ranks round-robin
+            and shuffled through a seeded buffer of ``shuffle_buffer`` records.
 
     Each batch is a dict: ``image``, ``index`` (int64 sample indices),
     ``key`` (list of str), and when available ``target`` (class int64, or
@@ -127,6 +133,8 @@ class DataLoader:
                 "rank",
                 "world_size",
                 "vocab",
+                "streaming",
+                "shuffle_buffer",
                 "target",
                 "channels_last",
                 "image_column",
@@ -168,6 +176,8 @@ class DataLoader:
         channels_last: bool = False,
         image_column: str | None = None,
         caption_column: str = "caption",
+        streaming: bool | None = None,
+        shuffle_buffer: int = 10_000,
     ) -> None:
         if batch_sampler is not None:
             raise ValueError("batch_sampler is not supported; pass sampler= and batch_size=")
@@ -178,7 +188,21 @@ class DataLoader:
         if target not in (None, "multi_hot", "softmax"):
             raise ValueError("target must be None, 'multi_hot' or 'softmax'")
         self.tuple_output = _is_torchvision_folder(dataset)
-        if self.tuple_output:
+        self.stream: str | None = None
+        self.shuffle_buffer = int(shuffle_buffer)
+        if streaming is None and isinstance(dataset, (str, os.PathLike)):
+            text = os.fspath(dataset)
+            streaming = source_kind(text) == "tar" and not os.path.isdir(text)
+        if streaming:
+            if weights is not None or sampler is not None:
+                raise ValueError("weights and sampler need a map-style source, not a stream")
+            self.stream = os.fspath(dataset)
+            self.stream_total = count_records(self.stream)
+            if self.stream_total is None:
+                raise ValueError(f"cannot list the records of {self.stream}")
+            self.source = None
+            recipe = transform or evaluate(224)
+        elif self.tuple_output:
             if getattr(dataset, "target_transform", None) is not None:
                 raise ValueError("target_transform is not supported")
             self.source = from_samples(dataset.samples, getattr(dataset, "classes", None))
@@ -218,11 +242,18 @@ class DataLoader:
         self._start_batch = 0  # set by load_state_dict: resume mid-epoch
         self._yielded = 0
         self.errors: list[tuple[str, str]] = []  # (key, reason) of replaced samples
-        if self.source.kind == "pixels" and recipe.mode == "random_resized_crop":
+        if (
+            self.source is not None
+            and self.source.kind == "pixels"
+            and recipe.mode == "random_resized_crop"
+        ):
             raise ValueError("prepared pixel shards are already cropped: use no transform")
 
     # -- torch's interface -------------------------------------------------
     def __len__(self) -> int:
+        if self.stream is not None:
+            samples = per_rank(self.stream_total, self.world_size, self.drop_last)
+            return batch_count(samples, self.batch_size, self.drop_last)
         return batch_count(len(self._rank_order(self.epoch)), self.batch_size, self.drop_last)
 
     def set_epoch(self, epoch: int) -> None:
@@ -255,21 +286,43 @@ class DataLoader:
         self.epoch = int(state["epoch"])
         self._start_batch = int(state["batches_done"])
 
+    def _plan(self, epoch: int, start: int) -> Iterator[tuple[int, np.ndarray, pa.Table | None]]:
+        """``(batch number, sample indices, rows or None)`` from batch ``start`` on."""
+        if self.stream is not None:
+            batches = stream_batches(
+                self.stream,
+                total=self.stream_total,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                epoch=epoch,
+                rank=self.rank,
+                world_size=self.world_size,
+                drop_last=self.drop_last,
+                shuffle=self.shuffle,
+                shuffle_buffer=self.shuffle_buffer,
+            )
+            for b, (numbers, rows) in enumerate(batches):
+                if b >= start:  # skipped batches are read but never decoded
+                    yield b, numbers, rows
+            return
+        order = self._rank_order(epoch)
+        for b in range(start, batch_count(len(order), self.batch_size, self.drop_last)):
+            yield b, order[b * self.batch_size : (b + 1) * self.batch_size], None
+
     def __iter__(self) -> Iterator[Any]:
-        order = self._rank_order(self.epoch)
-        total = batch_count(len(order), self.batch_size, self.drop_last)
         start = self._start_batch
         self._start_batch = 0
         self._yielded = start
         epoch = self.epoch
+        plan = self._plan(epoch, start)
         produced: queue.Queue = queue.Queue(maxsize=self.prefetch_factor)
         stop = threading.Event()
 
         def produce() -> None:
             try:
-                for b in range(start, total):
-                    indices = order[b * self.batch_size : (b + 1) * self.batch_size]
-                    item = self._make_batch(indices, batch_seed(self.seed, epoch, self.rank, b))
+                for b, indices, rows in plan:
+                    seed = batch_seed(self.seed, epoch, self.rank, b)
+                    item = self._make_batch(indices, seed, rows)
                     while not stop.is_set():
                         try:
                             produced.put(item, timeout=0.1)
@@ -313,23 +366,31 @@ class DataLoader:
         )
         return rank_slice(order, self.rank, self.world_size, self.drop_last)
 
-    def _decode(self, rows: pa.Table, seed: int) -> pa.RecordBatch:
-        column = rows.column(self.source.image_column)
-        images = column.to_pylist() if self.source.kind == "path" else column
+    def _decode(self, rows: pa.Table, seed: int, source: MapSource | None = None) -> pa.RecordBatch:
+        source = source or self.source
+        column = rows.column(source.image_column)
+        images = column.to_pylist() if source.kind == "path" else column
         return decode_images(
             images, num_threads=self.num_threads, seed=seed, **self.recipe.decode_options()
         )
 
-    def _make_batch(self, indices: np.ndarray, seed: int) -> Any:
+    def _make_batch(self, indices: np.ndarray, seed: int, rows: pa.Table | None = None) -> Any:
         indices = np.asarray(indices, dtype=np.int64)
-        rows = self.source.take(indices)
-        if self.source.kind == "pixels":
-            pixels = rows.column(self.source.image_column).combine_chunks()
+        if rows is None:
+            source = self.source
+            rows = source.take(indices)
+        else:  # a streamed batch: its rows are all there is
+            source = MapSource(rows, "image", "bytes")
+        if source.kind == "pixels":
+            pixels = rows.column(source.image_column).combine_chunks()
         else:
-            decoded = self._decode(rows, seed)
+            decoded = self._decode(rows, seed, source)
             errors = decoded.column("error")
             if errors.null_count < len(errors):
-                indices, rows, decoded = self._replace_failed(indices, rows, decoded, seed)
+                if self.source is None:
+                    indices, rows, decoded = self._replace_within(indices, rows, decoded, source)
+                else:
+                    indices, rows, decoded = self._replace_failed(indices, rows, decoded, seed)
             pixels = decoded.column("pixels")
         image = _uint8_tensor(pixels)
         if not self.channels_last:
@@ -342,9 +403,9 @@ class DataLoader:
                 std = torch.tensor(self.recipe.std).view(shape)
                 image = image.sub_(mean).div_(std)
         batch: dict[str, Any] = {"image": image, "index": torch.from_numpy(indices)}
-        if self.source.has("key"):
+        if source.has("key"):
             batch["key"] = rows.column("key").to_pylist()
-        if self.source.has("target"):
+        if source.has("target"):
             batch["target"] = torch.from_numpy(
                 np.array(rows.column("target").to_numpy(), dtype=np.int64)
             )
@@ -401,6 +462,25 @@ class DataLoader:
                 raise RuntimeError("no sample in the dataset can be decoded")
         rows = self.source.take(indices)
         return indices, rows, self._decode(rows, seed)
+
+    def _replace_within(
+        self, indices: np.ndarray, rows: pa.Table, decoded: pa.RecordBatch, source: MapSource
+    ) -> tuple[np.ndarray, pa.Table, pa.RecordBatch]:
+        """Streams cannot seek: an undecodable sample is replaced by the next
+        decodable one of the same batch (deterministic), keeping its size."""
+        ok = pc.is_null(decoded.column("error")).to_numpy(zero_copy_only=False)
+        if not ok.any():
+            raise RuntimeError("no sample of a streamed batch could be decoded")
+        keys = rows.column("key").to_pylist()
+        chosen = np.arange(len(ok))
+        for position in np.flatnonzero(~ok):
+            self._report(keys[position], decoded.column("error")[int(position)].as_py())
+            step = 1
+            while not ok[(position + step) % len(ok)]:
+                step += 1
+            chosen[position] = (position + step) % len(ok)
+        take = pa.array(chosen, pa.int64())
+        return indices[chosen], rows.take(take), decoded.take(take)
 
     def _report(self, key: str, reason: str) -> None:
         if (key, reason) not in self.errors:

@@ -1,0 +1,99 @@
+"""End-to-end ``prep`` throughput against the raw image core on the same records.
+
+Corpus: the ``imagenet`` set (96 JPEGs of 500x375) repeated with small
+re-encodings so no two records are byte-identical (every record is decoded,
+hashed and written), with captions, in one Parquet file of 1,920 records.
+
+* ``core``: :func:`fastprep.decode_images` on the image column: decode,
+  centre crop 224, xxh3 + PDQ hashes: the work prep does per record;
+* ``prep``: the whole job (read Parquet, consent, decode+hash, hashtags,
+  staging, dedup, vocabulary, labels, Parquet shards; no HTML report).
+
+Both on every core. The ratio ``prep / core`` is what I/O, staging and
+Python cost on top of the Rust work (goal: within 10%).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import fastprep
+from fastprep.pipeline import prep
+
+HERE = Path(__file__).resolve().parent
+COPIES = 20
+
+
+def corpus_file() -> Path:
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    from corpus import corpus
+
+    photos = corpus("imagenet")
+    path = photos[0].parent.parent / f"prep-{COPIES}.parquet"
+    if path.exists():
+        return path
+    from PIL import Image
+
+    images, captions, keys = [], [], []
+    for copy in range(COPIES):
+        for i, photo in enumerate(photos):
+            data = photo.read_bytes()
+            if copy:
+                # A different encoding of the same photo: the work per record stays.
+                buf = io.BytesIO()
+                Image.open(io.BytesIO(data)).save(buf, "JPEG", quality=70 + copy)
+                data = buf.getvalue()
+            images.append(data)
+            keys.append(f"{copy:02d}-{i:03d}")
+            captions.append(f"photo {i} #tag{i % 17} #set{copy} #common")
+    pq.write_table(
+        pa.table({"key": keys, "jpg": pa.array(images, pa.binary()), "caption": captions}),
+        path,
+        row_group_size=256,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def source() -> Path:
+    return corpus_file()
+
+
+def test_core(benchmark, source):
+    images = pq.read_table(source, columns=["jpg"]).column("jpg")
+    threads = fastprep.default_num_threads()
+
+    def run():
+        fastprep.decode_images(images, size=224, hashes=["xxh3", "pdq"], num_threads=threads)
+
+    run()
+    benchmark.group = "prep vs image core (records/s)"
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    benchmark.extra_info.update({"records": len(images), "threads": threads, "stage": "core"})
+    benchmark.extra_info["records_per_s"] = round(len(images) / benchmark.stats.stats.median, 1)
+
+
+def test_prep(benchmark, source, tmp_path):
+    records = pq.read_metadata(source).num_rows
+    threads = fastprep.default_num_threads()
+    out = tmp_path / "out"
+
+    def run():
+        shutil.rmtree(out, ignore_errors=True)
+        result = prep(source, out, size=224, report=False, num_threads=threads, records_per_shard=1000)
+        # The re-encodings are near-duplicates, so dedup drops most of them
+        # after they were decoded and hashed: the per-record work is all done.
+        assert result.manifest["totals"]["input"] == records
+
+    benchmark.group = "prep vs image core (records/s)"
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update({"records": records, "threads": threads, "stage": "prep"})
+    benchmark.extra_info["records_per_s"] = round(records / benchmark.stats.stats.median, 1)
