@@ -20,11 +20,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import fastprep
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-import fastprep
 from fastprep.pipeline import prep
 
 HERE = Path(__file__).resolve().parent
@@ -88,7 +87,9 @@ def test_prep(benchmark, source, tmp_path):
 
     def run():
         shutil.rmtree(out, ignore_errors=True)
-        result = prep(source, out, size=224, report=False, num_threads=threads, records_per_shard=1000)
+        result = prep(
+            source, out, size=224, report=False, num_threads=threads, records_per_shard=1000
+        )
         # The re-encodings are near-duplicates, so dedup drops most of them
         # after they were decoded and hashed: the per-record work is all done.
         assert result.manifest["totals"]["input"] == records
