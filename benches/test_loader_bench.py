@@ -103,20 +103,28 @@ def make_loader(name: str, root: Path):
         from fastprep.torch import DataLoader, train
 
         return DataLoader(
-            str(root), batch_size=BATCH, shuffle=True, num_workers=workers, transform=train(224), seed=0
+            str(root),
+            batch_size=BATCH,
+            shuffle=True,
+            num_workers=workers,
+            transform=train(224),
+            seed=0,
         )
     from torchvision import transforms as T
 
     if library == "torch-pil":
         dataset = torchvision.datasets.ImageFolder(
             str(root),
-            transform=T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.PILToTensor()]),
+            transform=T.Compose(
+                [T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.PILToTensor()]
+            ),
         )
     else:
         from torchvision.transforms import v2
 
         dataset = DecodeJpegFolder(
-            str(root), v2.Compose([v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip()])
+            str(root),
+            v2.Compose([v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip()]),
         )
     return torch.utils.data.DataLoader(
         dataset,
@@ -145,7 +153,13 @@ def test_loader_throughput(benchmark, name):
     _, _, cores = CONTENDERS[name]
     benchmark.group = "loader: RandomResizedCrop(224)+flip, batch 64"
     benchmark.extra_info.update(
-        {"contender": name, "images": images, "threads": cores, "task": "loader", "corpus": "imagenet"}
+        {
+            "contender": name,
+            "images": images,
+            "threads": cores,
+            "task": "loader",
+            "corpus": "imagenet",
+        }
     )
     benchmark.pedantic(lambda: epoch(loader), rounds=5, iterations=1, warmup_rounds=0)
     stats = getattr(benchmark, "stats", None)
@@ -186,7 +200,9 @@ print(json.dumps({{"done": True}}))
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
-@pytest.mark.parametrize("name", ["torch-pil-w2", "torch-tvio-w2", "fastprep-t2", "torch-pil-w0", "fastprep-t1"])
+@pytest.mark.parametrize(
+    "name", ["torch-pil-w2", "torch-tvio-w2", "fastprep-t2", "torch-pil-w0", "fastprep-t1"]
+)
 def test_peak_rss(benchmark, name):
     """Peak resident memory of the whole process tree over three epochs."""
     image_folder()
@@ -208,3 +224,32 @@ def test_peak_rss(benchmark, name):
     benchmark.group = "loader peak RSS (3 epochs, process tree)"
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update({"contender": name, "peak_rss_mb": round(peak / 2**20, 1)})
+
+
+def test_per_batch_python_overhead(benchmark):
+    """What the loader costs beyond decoding: batches of 64 from prepared
+    pixels (a ``fastprep prep`` shard held as an Arrow table), so no image is
+    decoded and every microsecond is the loader's own (index draw, Arrow
+    take, tensor hand-over, key list, prefetch thread)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from fastprep.torch import DataLoader
+
+    n, side = 64 * 50, 32
+    pixels = pa.FixedShapeTensorArray.from_numpy_ndarray(
+        np.random.default_rng(0).integers(0, 255, (n, side, side, 3), dtype=np.uint8)
+    )
+    table = pa.table({"key": [str(i) for i in range(n)], "pixels": pixels})
+    loader = DataLoader(table, batch_size=64, shuffle=True, seed=0, transform=None)
+
+    def epoch_of_batches() -> int:
+        return sum(1 for _ in loader)
+
+    batches = epoch_of_batches()
+    benchmark.group = "loader: per-batch overhead (no decoding)"
+    benchmark.pedantic(epoch_of_batches, rounds=10, iterations=1)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None:
+        benchmark.extra_info["us_per_batch"] = round(stats.stats.median / batches * 1e6, 1)
+        benchmark.extra_info["batches"] = batches

@@ -412,3 +412,22 @@ def test_streamed_tar_shards_split_evenly_shuffle_and_resume(tar_shards):
     resumed = DataLoader(tar_shards, **options)
     resumed.load_state_dict(state)
     assert same(got + batches(resumed), reference)
+
+
+def test_in_memory_sources_bytes_paths_and_tables(image_folder):
+    import pyarrow as pa
+
+    paths = sorted(map(str, image_folder.rglob("*.jpg")))[:10]
+    blobs = [Path(p).read_bytes() for p in paths]
+    options = {"batch_size": 5, "transform": evaluate(24), "seed": 1}
+    from_paths = batches(DataLoader(paths, **options))
+    from_bytes = batches(DataLoader(blobs, **options))
+    from_table = batches(
+        DataLoader(pa.table({"key": paths, "jpg": pa.array(blobs, pa.binary())}), **options)
+    )
+    assert same(from_paths, from_bytes) and same(from_bytes, from_table)
+    expected = fastprep.pixels_to_numpy(fastprep.decode_images(blobs, size=24))
+    got = torch.cat([image for _, image in from_bytes]).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(got, expected)
+    with pytest.raises(KeyError, match="no image column"):
+        DataLoader(pa.table({"key": ["a"]}))

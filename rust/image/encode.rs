@@ -117,27 +117,37 @@ mod tests {
     use super::*;
     use crate::image::{decode, ImageOptions};
 
-    #[test]
-    fn round_trips_without_metadata() {
-        let (w, h) = (40u32, 24u32);
-        // A smooth gradient: what a photo looks like to a JPEG encoder.
-        let rgb: Vec<u8> = (0..h)
-            .flat_map(|y| (0..w).flat_map(move |x| [(x * 5) as u8, (y * 8) as u8, 128]))
-            .collect();
-        let jpeg = encode_jpeg(&rgb, w, h, 95).unwrap();
-        assert!(jpeg.starts_with(&[0xFF, 0xD8]));
-        assert!(!jpeg.windows(4).any(|x| x == b"Exif"), "no EXIF block");
-        let back = decode(&jpeg, &ImageOptions::default(), 0).result.unwrap();
-        assert_eq!((back.width, back.height), (w, h));
-        let err: f64 = back
-            .data
+    const W: u32 = 40;
+    const H: u32 = 24;
+
+    /// A smooth gradient: what a photo looks like to an encoder.
+    fn gradient() -> Vec<u8> {
+        (0..H)
+            .flat_map(|y| (0..W).flat_map(move |x| [(x * 5) as u8, (y * 8) as u8, 128]))
+            .collect()
+    }
+
+    /// Decodes `encoded` and returns its mean absolute error against `rgb`.
+    fn decoded_error(encoded: &[u8], rgb: &[u8]) -> f64 {
+        let back = decode(encoded, &ImageOptions::default(), 0).result.unwrap();
+        assert_eq!((back.width, back.height), (W, H));
+        back.data
             .iter()
-            .zip(&rgb)
+            .zip(rgb)
             .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
             .sum::<f64>()
-            / rgb.len() as f64;
+            / rgb.len() as f64
+    }
+
+    #[test]
+    fn round_trips_without_metadata() {
+        let rgb = gradient();
+        let jpeg = encode_jpeg(&rgb, W, H, 95).unwrap();
+        assert!(jpeg.starts_with(&[0xFF, 0xD8]));
+        assert!(!jpeg.windows(4).any(|x| x == b"Exif"), "no EXIF block");
+        let err = decoded_error(&jpeg, &rgb);
         assert!(err < 3.0, "mean error {err}");
-        assert!(encode_jpeg(&rgb, w + 1, h, 90).is_err());
+        assert!(encode_jpeg(&rgb, W + 1, H, 90).is_err());
     }
 
     #[test]

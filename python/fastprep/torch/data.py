@@ -108,18 +108,18 @@ def parquet(path: str, image_column: str | None = None) -> MapSource:
         raise FileNotFoundError(f"no Parquet files at {path}")
     tables = [pq.read_table(f, memory_map=True) for f in files]
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    return from_table(table, image_column)
+
+
+def from_table(table: pa.Table, image_column: str | None = None) -> MapSource:
+    """Rows of ``table``: ``pixels`` (prepared shards) or an image bytes column."""
     names = table.schema.names
-    if image_column is None and "pixels" in names:
-        return MapSource(table, "pixels", "pixels")
-    column = image_column or next((c for c in IMAGE_COLUMNS if c in names), None)
+    column = image_column or ("pixels" if "pixels" in names else None)
+    column = column or next((c for c in IMAGE_COLUMNS if c in names), None)
     if column is None or column not in names:
         raise KeyError(f"no image column ({image_column or ', '.join(IMAGE_COLUMNS)}) in {names}")
-    kind = (
-        "pixels"
-        if isinstance(table.schema.field(column).type, pa.FixedShapeTensorType)
-        else "bytes"
-    )
-    return MapSource(table, column, kind)
+    is_tensor = isinstance(table.schema.field(column).type, pa.FixedShapeTensorType)
+    return MapSource(table, column, "pixels" if is_tensor else "bytes")
 
 
 def from_samples(samples: Sequence[tuple[str, int]], classes: list[str] | None) -> MapSource:
@@ -145,17 +145,7 @@ def open_map_source(data: Any, image_column: str | None = None) -> MapSource:
     if isinstance(data, MapSource):
         return data
     if isinstance(data, pa.Table):
-        names = data.schema.names
-        column = image_column or ("pixels" if "pixels" in names else None)
-        column = column or next((c for c in IMAGE_COLUMNS if c in names), None)
-        if column is None:
-            raise KeyError(f"no image column in {names}")
-        kind = (
-            "pixels"
-            if isinstance(data.schema.field(column).type, pa.FixedShapeTensorType)
-            else "bytes"
-        )
-        return MapSource(data, column, kind)
+        return from_table(data, image_column)
     if isinstance(data, (str, os.PathLike)):
         text = os.fspath(data)
         if not os.path.exists(text):
