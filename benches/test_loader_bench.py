@@ -233,7 +233,6 @@ def test_per_batch_python_overhead(benchmark):
     take, tensor hand-over, key list, prefetch thread)."""
     import numpy as np
     import pyarrow as pa
-
     from fastprep.torch import DataLoader
 
     n, side = 64 * 50, 32

@@ -23,9 +23,10 @@ echo "== pytest against the installed wheel (fresh .venv-test)"
 rm -rf .venv-test
 "${PYTHON:-python3}" -m venv .venv-test
 wheel=$(ls dist/fastprep-*.whl)
-# torch (the DataLoader tests) is an optional extra of fastprep, installed
-# here so its tests run; from PyPI it is the CUDA build (~3 GB download).
-.venv-test/bin/python -m pip install -q "${wheel}[test,torch]" torchvision
+# torch (DataLoader tests), Ray and PySpark (scale-out tests) are optional
+# extras of fastprep, installed here so their tests run; PyPI's torch is the
+# CUDA build (~3 GB download). Spark's local mode needs Java 17 (java on PATH).
+.venv-test/bin/python -m pip install -q "${wheel}[test,torch,ray,spark]" torchvision pydantic
 # Run from tests/ so `import fastprep` can only resolve to the installed wheel.
 cd tests
 ../.venv-test/bin/python -c 'import fastprep, sys; assert "site-packages" in fastprep.__file__, fastprep.__file__'

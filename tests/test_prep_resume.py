@@ -12,8 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastprep import hash_images
-from fastprep.pipeline import prep
-from fastprep.pipeline.prep import OutputExistsError, ResumeMismatchError
+from fastprep.pipeline import OutputExistsError, ResumeMismatchError, prep
 from fastprep.pipeline.stages import ImageStage
 from PIL import Image
 from test_pipeline import corpus_records, write_folder
@@ -55,7 +54,7 @@ def test_interrupted_while_writing_shards_resumes_exactly(source, reference, tmp
     ref_out, ref_manifest = reference
     assert len(ref_manifest["outputs"]) >= 3, "the corpus must span several shards"
     out = tmp_path / "out"
-    real = prep_module._atomic_parquet
+    real = prep_module.atomic_parquet
     written: list[str] = []
 
     def interrupt_third_shard(table, path, row_group_size):
@@ -65,10 +64,10 @@ def test_interrupted_while_writing_shards_resumes_exactly(source, reference, tmp
         if os.path.basename(path).startswith("shard-"):
             written.append(path)
 
-    monkeypatch.setattr(prep_module, "_atomic_parquet", interrupt_third_shard)
+    monkeypatch.setattr(prep_module, "atomic_parquet", interrupt_third_shard)
     with pytest.raises(KeyboardInterrupt):
         prep(source, out, **OPTIONS)
-    monkeypatch.setattr(prep_module, "_atomic_parquet", real)
+    monkeypatch.setattr(prep_module, "atomic_parquet", real)
     assert sorted(p.name for p in out.glob("shard-*")) == [
         "shard-00000.parquet",
         "shard-00001.parquet",

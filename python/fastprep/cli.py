@@ -168,9 +168,35 @@ def _prep(args: argparse.Namespace) -> int:
     _check_source(args.source)
     if args.eval:
         _check_source(args.eval)
-    result = prep(args.source, args.out, **_prep_options(args))
+    options = _prep_options(args)
+    if args.engine == "ray":
+        result = _prep_on_ray(args, options)
+    else:
+        result = prep(args.source, args.out, **options)
     _print_result(result)
     return 0
+
+
+def _prep_on_ray(args: argparse.Namespace, options: dict):
+    """The same job on a Ray cluster (``--ray-address``, or a local one)."""
+    for flag, name in (("--resume", "resume"), ("--threads", "num_threads")):
+        if options.get(name):
+            raise CommandError(f"{flag} is not available with --engine ray")
+    try:
+        import ray
+
+        from fastprep.ray import prep_ray
+    except ImportError as error:
+        raise CommandError(
+            f"--engine ray needs Ray: pip install 'fastprep[ray]' ({error})"
+        ) from None
+    for name in ("resume", "report", "progress", "num_threads"):
+        options.pop(name)
+    ray.init(address=args.ray_address, log_to_driver=False, include_dashboard=False)
+    try:
+        return prep_ray(args.source, args.out, **options)
+    finally:
+        ray.shutdown()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -365,6 +391,12 @@ def _add_prep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="where the job runs"
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: start a local one)"
+    )
     _add_source_columns(parser)
 
 

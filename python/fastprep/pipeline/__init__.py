@@ -4,7 +4,8 @@ Every stage works on one Arrow record batch (see :mod:`.stages`), so the same
 code runs in the local loop of :func:`prep` and on distributed workers.
 """
 
-from fastprep.pipeline.prep import OutputExistsError, PrepResult, ResumeMismatchError, prep
+from fastprep.pipeline.job import OutputExistsError, PrepResult, ResumeMismatchError
+from fastprep.pipeline.prep import prep
 from fastprep.pipeline.sources import (
     count_records,
     folder_source,
