@@ -17,8 +17,8 @@ from fastprep.pipeline.stages import ImageStage
 from PIL import Image
 from test_pipeline import corpus_records, write_folder
 
-# The package re-exports the function under the module's name: fetch the module.
-prep_module = importlib.import_module("fastprep.pipeline.prep")
+# Shards are written by the shared job module's atomic writers.
+job_module = importlib.import_module("fastprep.pipeline.job")
 
 OPTIONS = {"size": 48, "records_per_shard": 3, "batch_size": 4, "min_quality": 0}
 
@@ -54,24 +54,21 @@ def test_interrupted_while_writing_shards_resumes_exactly(source, reference, tmp
     ref_out, ref_manifest = reference
     assert len(ref_manifest["outputs"]) >= 3, "the corpus must span several shards"
     out = tmp_path / "out"
-    real = prep_module.atomic_parquet
-    written: list[str] = []
+    real = job_module.atomic_parquet
 
     def interrupt_third_shard(table, path, row_group_size):
-        if os.path.basename(path).startswith("shard-") and len(written) == 2:
+        if os.path.basename(path) == "shard-00002.parquet":
             raise KeyboardInterrupt
         real(table, path, row_group_size)
-        if os.path.basename(path).startswith("shard-"):
-            written.append(path)
 
-    monkeypatch.setattr(prep_module, "atomic_parquet", interrupt_third_shard)
+    monkeypatch.setattr(job_module, "atomic_parquet", interrupt_third_shard)
     with pytest.raises(KeyboardInterrupt):
         prep(source, out, **OPTIONS)
-    monkeypatch.setattr(prep_module, "atomic_parquet", real)
-    assert sorted(p.name for p in out.glob("shard-*")) == [
-        "shard-00000.parquet",
-        "shard-00001.parquet",
-    ]
+    monkeypatch.setattr(job_module, "atomic_parquet", real)
+    finished = sorted(p.name for p in out.glob("shard-*"))
+    # Shards are written two at a time: the ones before the failed one are done.
+    assert finished[:2] == ["shard-00000.parquet", "shard-00001.parquet"]
+    assert "shard-00002.parquet" not in finished
     assert not list(out.rglob("*.tmp")), "no half-written file"
     assert not (out / "manifest.json").exists()
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")}
@@ -196,3 +193,16 @@ def test_opt_out_list_matches_re_encoded_copies_by_pdq(source, reference, tmp_pa
     assert result.written == ref_manifest["totals"]["written"] - 2
     with pytest.raises(ValueError, match="neither"):
         prep(source, tmp_path / "bad", opt_out_hashes=["abc"], **OPTIONS)
+
+
+def test_arrow_sink_holds_the_same_records_as_parquet(source, reference, tmp_path):
+    ref_out, ref_manifest = reference
+    result = prep(source, tmp_path / "out", sink="arrow", **OPTIONS)
+    assert [s["file"] for s in result.manifest["outputs"]] == [
+        s["file"].replace(".parquet", ".arrow") for s in ref_manifest["outputs"]
+    ]
+    for mine, theirs in zip(result.manifest["outputs"], ref_manifest["outputs"]):
+        with pa.memory_map(str(tmp_path / "out" / mine["file"])) as f:
+            table = pa.ipc.open_file(f).read_all()
+        assert isinstance(table.schema.field("pixels").type, pa.FixedShapeTensorType)
+        assert table.equals(pq.read_table(ref_out / theirs["file"]))

@@ -385,7 +385,12 @@ def _add_prep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-unlabeled", action="store_true")
     parser.add_argument("--image-format", choices=("tensor", "jpeg", "webp"), default="tensor")
     parser.add_argument("--quality", type=_quality, default=90, help="JPEG/WebP quality")
-    parser.add_argument("--sink", choices=("parquet", "webdataset"), default="parquet")
+    parser.add_argument(
+        "--sink",
+        choices=("parquet", "arrow", "webdataset"),
+        default="parquet",
+        help="shard format: Parquet, Arrow IPC (fastest, memory-mapped), WebDataset tar",
+    )
     parser.add_argument("--threads", type=_positive, default=None, help="Rust threads")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")

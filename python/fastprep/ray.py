@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 try:
     import ray
@@ -58,7 +57,7 @@ except ImportError as exc:  # pragma: no cover - exercised with ray hidden
     ) from exc
 
 import fastprep
-from fastprep import _core, distributed
+from fastprep import distributed
 from fastprep.hashtags import (
     HashtagCounts,
     HashtagNormalizer,
@@ -73,10 +72,13 @@ from fastprep.pipeline.job import (
     LEAK,
     NO_LABEL,
     OPT_OUT,
+    SHARD_SUFFIX,
+    STAGED_SUFFIX,
     STATE_COLUMNS,
+    arrow_schema,
+    atomic_arrow,
     atomic_json,
     atomic_parquet,
-    atomic_tar,
     check_options,
     conform,
     drop_table,
@@ -85,7 +87,9 @@ from fastprep.pipeline.job import (
     opt_out_matches,
     prepare_out_dir,
     process_part,
+    read_arrow,
     reason_text,
+    write_shard,
 )
 from fastprep.pipeline.stages import DEFAULT_RULES, ImageStage, consent_reasons
 
@@ -687,7 +691,7 @@ class _PrepPass1:
         ]
         counts = HashtagCounts()
         if staged is not None:
-            atomic_parquet(staged, os.path.join(self.staging, f"part-{part:012d}.parquet"), 1 << 20)
+            atomic_arrow(staged, os.path.join(self.staging, f"part-{part:012d}{STAGED_SUFFIX}"))
             counts.update(staged.column("caption"), self.normalizer, self.num_threads)
             m = staged.num_rows
             state = staged.select(["_row", *STATE_COLUMNS])
@@ -738,7 +742,7 @@ class _PrepLabelCount:
     def __call__(self, data: pa.Table) -> pa.Table:
         names, kept, unlabeled = [], [], []
         for name in data.column("part").to_pylist():
-            table = pq.read_table(os.path.join(self.staging, name), columns=["_row", "caption"])
+            table = read_arrow(os.path.join(self.staging, name), columns=["_row", "caption"])
             _, keep, no_label = _kept(
                 table, self.vocab, self.decided, self.drop_unlabeled, self.num_threads
             )
@@ -771,9 +775,7 @@ class _PrepWriteShard:
         ):
             tables = []
             for piece in pieces:
-                table = conform(
-                    pq.read_table(os.path.join(self.staging, piece["part"])), self.schema
-                )
+                table = conform(read_arrow(os.path.join(self.staging, piece["part"])), self.schema)
                 labels, keep, _ = _kept(
                     table, self.vocab, self.decided, o["drop_unlabeled"], self.num_threads
                 )
@@ -783,25 +785,16 @@ class _PrepWriteShard:
                 table = table.filter(pa.array(keep)).drop_columns(["_row"])
                 tables.append(table.slice(piece["start"], piece["stop"] - piece["start"]))
             table = pa.concat_tables(tables)
-            image_column = {"tensor": "pixels", "jpeg": "jpg", "webp": "webp"}[o["image_format"]]
-            if o["image_format"] != "tensor":
-                pixels = table.column("pixels")
-                encoded = _core.encode_images(
-                    pa.chunked_array(
-                        [c.storage for c in pixels.chunks], type=pixels.type.storage_type
-                    ),
-                    o["size"],
-                    o["size"],
-                    o["image_format"],
-                    o["quality"],
-                    self.num_threads,
-                )
-                table = table.drop_columns(["pixels"]).append_column(image_column, encoded)
-            path = os.path.join(self.out, name)
-            if o["sink"] == "webdataset":
-                atomic_tar(table, path, image_column)
-            else:
-                atomic_parquet(table, path, o["row_group_size"])
+            write_shard(
+                table,
+                os.path.join(self.out, name),
+                sink=o["sink"],
+                image_format=o["image_format"],
+                size=o["size"],
+                quality=o["quality"],
+                row_group_size=o["row_group_size"],
+                num_threads=self.num_threads,
+            )
         return pa.table({"shard": data.column("shard")})
 
 
@@ -1172,7 +1165,9 @@ def prep_ray(
     atomic_parquet(counts_table, os.path.join(out, "hashtag_counts.parquet"), row_group_size)
 
     # Pass 2 on the workers: count survivors per part, then write shards.
-    parts = sorted(os.path.basename(p) for p in glob.glob(os.path.join(staging, "part-*.parquet")))
+    parts = sorted(
+        os.path.basename(p) for p in glob.glob(os.path.join(staging, "part-*" + STAGED_SUFFIX))
+    )
     decided = np.array(sorted(decision), dtype=np.int64)
     shards: list[dict] = []
     if parts:
@@ -1188,11 +1183,10 @@ def prep_ray(
             for row in rows:
                 decision[row] = NO_LABEL
         plan = _shard_plan(parts, survivors.column("kept").to_pylist(), records_per_shard)
-        suffix = "tar" if sink == "webdataset" else "parquet"
         for i, shard in enumerate(plan):
-            shard["file"] = f"shard-{i:05d}.{suffix}"
+            shard["file"] = f"shard-{i:05d}.{SHARD_SUFFIX[sink]}"
         if plan:
-            schema = pa.unify_schemas([pq.read_schema(os.path.join(staging, p)) for p in parts])
+            schema = pa.unify_schemas([arrow_schema(os.path.join(staging, p)) for p in parts])
             options = {
                 "drop_unlabeled": drop_unlabeled,
                 "image_format": image_format,

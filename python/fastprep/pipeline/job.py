@@ -23,12 +23,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import fastprep
+from fastprep import _core
 from fastprep.dedup import match_hashes
 from fastprep.hashtags import HashtagNormalizer
 from fastprep.pipeline.stages import ImageStage, consent_reasons, hashtag_stage
 
 IMAGE_FORMATS = ("tensor", "jpeg", "webp")
-SINKS = ("parquet", "webdataset")
+SINKS = ("parquet", "arrow", "webdataset")
+#: Staged parts are Arrow IPC files: written and memory-mapped back at copy
+#: speed (a Parquet round trip of 224x224 pixel tensors cost ~8 ms a record).
+STAGED_SUFFIX = ".arrow"
+SHARD_SUFFIX = {"parquet": "parquet", "arrow": "arrow", "webdataset": "tar"}
 #: Outputs of a run, removed by ``overwrite=True`` (nothing else is touched).
 OUTPUT_PATTERNS = (
     "shard-*",
@@ -95,10 +100,59 @@ def atomic(path: str, write: Callable[[str], None]) -> None:
         raise
 
 
+def _bulky(field: pa.Field) -> bool:
+    """Pixel and image-bytes columns: dictionaries and statistics only cost there."""
+    kind = field.type.storage_type if isinstance(field.type, pa.ExtensionType) else field.type
+    return (
+        pa.types.is_fixed_size_list(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or (pa.types.is_fixed_size_binary(kind) and kind.byte_width > 64)
+    )
+
+
 def atomic_parquet(table: pa.Table | pa.RecordBatch, path: str, row_group_size: int) -> None:
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    atomic(path, lambda tmp: pq.write_table(table, tmp, row_group_size=row_group_size))
+    small = [f.name for f in table.schema if not _bulky(f)]
+    pixels = {
+        f.name: "PLAIN"
+        for f in table.schema
+        if _bulky(f) and not pa.types.is_binary(getattr(f.type, "storage_type", f.type))
+    }
+    options = {
+        "row_group_size": row_group_size,
+        "use_dictionary": small,
+        "write_statistics": small,
+        # Pixel lists: plain pages (measured 4.3x faster to write than the
+        # default dictionary attempt, and as small: pixels do not repeat).
+        "column_encoding": pixels or None,
+    }
+    atomic(path, lambda tmp: pq.write_table(table, tmp, **options))
+
+
+def atomic_arrow(table: pa.Table | pa.RecordBatch, path: str) -> None:
+    """An Arrow IPC file: the fastest to write, and memory-mapped on read."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+
+    def write(tmp: str) -> None:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+    atomic(path, write)
+
+
+def read_arrow(path: str, columns: list[str] | None = None) -> pa.Table:
+    """An Arrow IPC file, memory-mapped: no copy of its buffers."""
+    with pa.memory_map(path) as source:
+        table = pa.ipc.open_file(source).read_all()
+    return table.select(columns) if columns else table
+
+
+def arrow_schema(path: str) -> pa.Schema:
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).schema
 
 
 def atomic_json(data: Any, path: str) -> None:
@@ -367,3 +421,39 @@ def finish_run(
     if total != written + sum(reasons.values()):
         raise AssertionError(f"accounting mismatch: {manifest['totals']}")
     return manifest
+
+
+IMAGE_COLUMN = {"tensor": "pixels", "jpeg": "jpg", "webp": "webp"}
+
+
+def write_shard(
+    table: pa.Table,
+    path: str,
+    *,
+    sink: str,
+    image_format: str,
+    size: int,
+    quality: int,
+    row_group_size: int,
+    num_threads: int | None,
+) -> None:
+    """One output shard: pixels kept as a tensor or re-encoded (no metadata),
+    then written atomically in the sink's format."""
+    image_column = IMAGE_COLUMN[image_format]
+    if image_format != "tensor":
+        pixels = table.column("pixels")
+        encoded = _core.encode_images(
+            pa.chunked_array([c.storage for c in pixels.chunks], type=pixels.type.storage_type),
+            size,
+            size,
+            image_format,
+            quality,
+            num_threads,
+        )
+        table = table.drop_columns(["pixels"]).append_column(image_column, encoded)
+    if sink == "webdataset":
+        atomic_tar(table, path, image_column)
+    elif sink == "arrow":
+        atomic_arrow(table, path)
+    else:
+        atomic_parquet(table, path, row_group_size)

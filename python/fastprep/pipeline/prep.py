@@ -25,16 +25,15 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 import fastprep
-from fastprep import _core
 from fastprep.dedup import deduplicate, leak_report
 from fastprep.hashtags import (
     HashtagCounts,
@@ -47,12 +46,15 @@ from fastprep.pipeline.job import (
     LEAK,
     NO_LABEL,
     OPT_OUT,
+    SHARD_SUFFIX,
+    STAGED_SUFFIX,
     STATE_COLUMNS,
     PrepResult,
     ResumeMismatchError,
+    arrow_schema,
+    atomic_arrow,
     atomic_json,
     atomic_parquet,
-    atomic_tar,
     check_options,
     conform,
     drop_table,
@@ -61,7 +63,9 @@ from fastprep.pipeline.job import (
     opt_out_matches,
     prepare_out_dir,
     process_part,
+    read_arrow,
     reason_text,
+    write_shard,
 )
 from fastprep.pipeline.progress import Progress
 from fastprep.pipeline.sources import count_records, open_source, prefetch
@@ -109,13 +113,13 @@ def _pass1(
                 raise ResumeMismatchError(
                     f"cannot resume: source batch {part} differs from the interrupted run's"
                 )
-            staged = pq.read_table(base + ".parquet") if done["staged"] else None
-            dropped = pq.read_table(base + ".dropped.parquet")
+            staged = read_arrow(base + STAGED_SUFFIX) if done["staged"] else None
+            dropped = read_arrow(base + ".dropped" + STAGED_SUFFIX)
         else:
             staged, dropped = process_part(batch, stage, normalizer, consent_rules)
             if staged is not None:
-                atomic_parquet(staged, base + ".parquet", 1 << 20)
-            atomic_parquet(dropped, base + ".dropped.parquet", 1 << 20)
+                atomic_arrow(staged, base + STAGED_SUFFIX)
+            atomic_arrow(dropped, base + ".dropped" + STAGED_SUFFIX)
             # The marker goes last: a part without it is redone on resume.
             atomic_json(
                 {"input": batch.num_rows, "keys": digest, "staged": staged is not None},
@@ -215,7 +219,9 @@ def prep(
             ``pixels``; ``"jpeg"`` / ``"webp"`` re-encode them at ``quality``
             (column ``jpg`` / ``webp``) with libjpeg-turbo / libwebp, which
             write no EXIF, XMP, IPTC, GPS or comments.
-        sink: ``"parquet"`` shards, or ``"webdataset"`` tar shards (``key.jpg``
+        sink: ``"parquet"`` shards, ``"arrow"`` (Arrow IPC files: the fastest to
+            write, memory-mapped by readers, pixels kept as tensors), or
+            ``"webdataset"`` tar shards (``key.jpg``
             or ``key.webp``, ``key.txt``, ``key.json``; implies JPEG unless
             ``"webp"`` is asked).
         opt_out_hashes: hex xxh3-128 (exact copy) or PDQ hashes (within
@@ -367,82 +373,89 @@ def prep(
     clusters = _cluster_members(np.where(decision == DUPLICATE, reference, -1), top=12)
     wanted = {i for members in clusters for i in members}
     thumbnails: dict[int, np.ndarray] = {}
-    image_column = {"tensor": "pixels", "jpeg": "jpg", "webp": "webp"}[image_format]
     shards: list[dict] = []
     pending: list[pa.Table] = []
     pending_rows = 0
     labels_per_record: Counter = Counter()
     labeled = considered = 0
 
+    # Shards are encoded and written in background threads (Arrow and the
+    # encoders release the GIL) while the next staged parts are read.
+    writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fastprep-shard")
+    in_flight: list[Future] = []
+
     def flush() -> None:
         nonlocal pending, pending_rows
         if not pending_rows:
             return
-        suffix = "tar" if sink == "webdataset" else "parquet"
-        name = f"shard-{len(shards):05d}.{suffix}"
+        name = f"shard-{len(shards):05d}.{SHARD_SUFFIX[sink]}"
         path = os.path.join(out, name)
         if not (resume and os.path.exists(path)):  # a resumed run keeps finished shards
-            table = pa.concat_tables(pending)
-            if image_format != "tensor":
-                pixels = table.column("pixels")
-                encoded = _core.encode_images(
-                    pa.chunked_array(
-                        [c.storage for c in pixels.chunks], type=pixels.type.storage_type
-                    ),
-                    size,
-                    size,
-                    image_format,
-                    quality,
-                    num_threads,
+            while len(in_flight) >= 2:  # bounded memory: two shards at a time
+                in_flight.pop(0).result()
+            in_flight.append(
+                writers.submit(
+                    write_shard,
+                    pa.concat_tables(pending),
+                    path,
+                    sink=sink,
+                    image_format=image_format,
+                    size=size,
+                    quality=quality,
+                    row_group_size=row_group_size,
+                    num_threads=num_threads,
                 )
-                table = table.drop_columns(["pixels"]).append_column(image_column, encoded)
-            if sink == "webdataset":
-                atomic_tar(table, path, image_column)
-            else:
-                atomic_parquet(table, path, row_group_size)
+            )
         shards.append({"file": name, "records": pending_rows})
         pending, pending_rows = [], 0
 
-    staged = sorted(glob.glob(os.path.join(staging, "part-*[0-9].parquet")))
-    # Batches may carry different metadata columns: every shard gets them all.
-    schema = pa.unify_schemas([pq.read_schema(path) for path in staged]) if staged else None
-    progress2 = Progress("prep 2/2 write", n, enabled=progress)
-    offset = 0
-    extra_drops: list[pa.Table] = []
-    for path in staged:
-        table = conform(pq.read_table(path), schema)
-        rows = np.arange(offset, offset + table.num_rows)
-        offset += table.num_rows
-        if wanted:
-            hit = [r for r in rows if int(r) in wanted]
-            if hit:
-                pixels = table.column("pixels").combine_chunks().to_numpy_ndarray()
-                for r in hit:
-                    thumbnails[int(r)] = pixels[r - rows[0]]
-        keep = decision[rows] == 0
-        labels = fastprep.label_captions(table.column("caption"), vocab)
-        has_label = labels.column("has_label").to_numpy(zero_copy_only=False)
-        considered += int(keep.sum())
-        labeled += int((keep & has_label).sum())
-        if drop_unlabeled:
-            unlabeled = keep & ~has_label
-            decision[rows[unlabeled]] = NO_LABEL
-            keep &= ~unlabeled
-        table = table.append_column("labels", labels.column("labels")).append_column(
-            "num_labels", labels.column("num_labels")
-        )
-        table = table.filter(pa.array(keep))
-        labels_per_record.update(table.column("num_labels").to_numpy().tolist())
-        start = 0
-        while start < table.num_rows:
-            take = min(records_per_shard - pending_rows, table.num_rows - start)
-            pending.append(table.slice(start, take))
-            pending_rows += take
-            start += take
-            if pending_rows >= records_per_shard:
-                flush()
-        progress2.update(len(rows))
-    flush()
+    try:
+        staged = sorted(glob.glob(os.path.join(staging, "part-*[0-9]" + STAGED_SUFFIX)))
+        # Batches may carry different metadata columns: every shard gets them all.
+        schema = pa.unify_schemas([arrow_schema(path) for path in staged]) if staged else None
+        progress2 = Progress("prep 2/2 write", n, enabled=progress)
+        offset = 0
+        extra_drops: list[pa.Table] = []
+        for path in staged:
+            table = conform(read_arrow(path), schema)
+            rows = np.arange(offset, offset + table.num_rows)
+            offset += table.num_rows
+            if wanted:
+                hit = [int(r) for r in rows if int(r) in wanted]
+                if hit:  # copy just these rows' pixels, not the part's
+                    local = pa.array(np.array(hit) - int(rows[0]), pa.int64())
+                    pixels = pc.take(table.column("pixels"), local).combine_chunks()
+                    for r, image in zip(hit, pixels.to_numpy_ndarray()):
+                        thumbnails[r] = image
+            keep = decision[rows] == 0
+            labels = fastprep.label_captions(table.column("caption"), vocab)
+            has_label = labels.column("has_label").to_numpy(zero_copy_only=False)
+            considered += int(keep.sum())
+            labeled += int((keep & has_label).sum())
+            if drop_unlabeled:
+                unlabeled = keep & ~has_label
+                decision[rows[unlabeled]] = NO_LABEL
+                keep &= ~unlabeled
+            table = table.append_column("labels", labels.column("labels")).append_column(
+                "num_labels", labels.column("num_labels")
+            )
+            table = table.filter(pa.array(keep))
+            labels_per_record.update(table.column("num_labels").to_numpy().tolist())
+            start = 0
+            while start < table.num_rows:
+                take = min(records_per_shard - pending_rows, table.num_rows - start)
+                pending.append(table.slice(start, take))
+                pending_rows += take
+                start += take
+                if pending_rows >= records_per_shard:
+                    flush()
+            progress2.update(len(rows))
+        flush()
+        for job in in_flight:
+            job.result()  # re-raises a writer's error here
+    finally:
+        # Also on errors and Ctrl-C: no write goes on after prep returns.
+        writers.shutdown(wait=True, cancel_futures=True)
     progress2.close()
     assert offset == n, "staged parts and corpus state disagree"
 

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fastprep.pipeline.job import read_arrow
 from fastprep.pipeline.sources import IMAGE_EXTENSIONS, source_kind
 
 IMAGE_COLUMNS = ("jpg", "jpeg", "webp", "png", "image")
@@ -99,14 +100,20 @@ def parquet(path: str, image_column: str | None = None) -> MapSource:
         # A `fastprep prep` output folder: its shards, not its side tables.
         with open(manifest, encoding="utf-8") as f:
             outputs = json.load(f)["outputs"]
-        files = [os.path.join(path, o["file"]) for o in outputs if o["file"].endswith(".parquet")]
+        files = [
+            os.path.join(path, o["file"])
+            for o in outputs
+            if o["file"].endswith((".parquet", ".arrow"))
+        ]
     elif os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
     else:
         files = [path]
     if not files:
-        raise FileNotFoundError(f"no Parquet files at {path}")
-    tables = [pq.read_table(f, memory_map=True) for f in files]
+        raise FileNotFoundError(f"no Parquet or Arrow shards at {path}")
+    tables = [
+        read_arrow(f) if f.endswith(".arrow") else pq.read_table(f, memory_map=True) for f in files
+    ]
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     return from_table(table, image_column)
 
