@@ -66,7 +66,7 @@ def test_interrupted_while_writing_shards_resumes_exactly(source, reference, tmp
         prep(source, out, **OPTIONS)
     monkeypatch.setattr(job_module, "atomic_parquet", real)
     finished = sorted(p.name for p in out.glob("shard-*"))
-    # Shards are written two at a time: the ones before the failed one are done.
+    # A shard is written while the next fills: the ones before the failed one are done.
     assert finished[:2] == ["shard-00000.parquet", "shard-00001.parquet"]
     assert "shard-00002.parquet" not in finished
     assert not list(out.rglob("*.tmp")), "no half-written file"

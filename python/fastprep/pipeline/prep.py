@@ -379,9 +379,9 @@ def prep(
     labels_per_record: Counter = Counter()
     labeled = considered = 0
 
-    # Shards are encoded and written in background threads (Arrow and the
-    # encoders release the GIL) while the next staged parts are read.
-    writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fastprep-shard")
+    # A shard is encoded and written in a background thread (Arrow and the
+    # encoders release the GIL) while the next one is assembled.
+    writers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastprep-shard")
     in_flight: list[Future] = []
 
     def flush() -> None:
@@ -391,7 +391,7 @@ def prep(
         name = f"shard-{len(shards):05d}.{SHARD_SUFFIX[sink]}"
         path = os.path.join(out, name)
         if not (resume and os.path.exists(path)):  # a resumed run keeps finished shards
-            while len(in_flight) >= 2:  # bounded memory: two shards at a time
+            while in_flight:  # bounded memory: one shard written while the next fills
                 in_flight.pop(0).result()
             in_flight.append(
                 writers.submit(
