@@ -327,3 +327,35 @@ def test_webdataset_shards_read_back_with_webdataset(tmp_path):
         meta = json.loads(sample["json"])
         assert meta["labels"] and Image.open(io.BytesIO(sample["jpg"])).size == (32, 32)
         assert sample["txt"].decode().startswith("day ")
+
+
+def test_odd_names_and_broken_or_mixed_metadata_are_accounted_not_fatal(tmp_path):
+    """A file name that is not UTF-8, a JSON sidecar that does not parse, and
+    consent values of another type than the rule's: every record still ends
+    written or dropped with a reason, and an unreadable consent never passes."""
+    import os
+
+    records = corpus_records()[:6]
+    src = tmp_path / "src"
+    write_folder(src, records)
+    odd = os.fsdecode(b"\xff\xfeodd")
+    (src / f"{odd}.jpg").write_bytes(records[0]["image"][:-10] + b"\xff\xd9")
+    (src / f"{odd}.txt").write_text("#nature odd name")
+    (src / "photo1.json").write_text('{"caption": "#nature", "is_public": ')  # truncated
+    (src / "photo2.json").write_text(json.dumps({"caption": "#nature", "is_public": "false"}))
+    (src / "photo3.json").write_text(json.dumps({"caption": "#nature", "is_public": "yes"}))
+    result = prep(src, tmp_path / "out", size=32, min_quality=0, dedup_radius=None, report=False)
+    dropped = {
+        d["key"]: d["reason"]
+        for d in pq.read_table(tmp_path / "out" / "dropped.parquet").to_pylist()
+    }
+    assert dropped["photo1"].startswith("bad_metadata: unreadable JSON sidecar")
+    assert dropped["photo2"] == "not_public", "'false' as text still refuses consent"
+    assert "photo3" not in dropped
+    written = [
+        k
+        for s in result.manifest["outputs"]
+        for k in pq.read_table(tmp_path / "out" / s["file"]).column("key").to_pylist()
+    ]
+    assert "\\xff\\xfeodd" in written + list(dropped), "the odd name keeps its bytes, escaped"
+    assert result.manifest["totals"]["input"] == len(records) + 1 == len(written) + len(dropped)

@@ -431,3 +431,15 @@ def test_in_memory_sources_bytes_paths_and_tables(image_folder):
     assert np.array_equal(got, expected)
     with pytest.raises(KeyError, match="no image column"):
         DataLoader(pa.table({"key": ["a"]}))
+
+
+def test_file_names_that_are_not_utf8(tmp_path):
+    import os
+
+    rng = np.random.default_rng(3)
+    stripes(True, rng).save(tmp_path / "plain.jpg")
+    odd = tmp_path / os.fsdecode(b"caf\xe9.jpg")  # Latin-1 on disk
+    stripes(False, rng).save(odd)
+    batch = next(iter(DataLoader(str(tmp_path), batch_size=2, transform=evaluate(16), seed=0)))
+    assert sorted(batch["key"]) == ["caf\\xe9", "plain"]
+    assert batch["image"].shape == (2, 3, 16, 16)

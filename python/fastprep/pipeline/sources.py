@@ -28,12 +28,31 @@ BASE_FIELDS = [
 ]
 
 
+def text_name(name: str) -> str:
+    """A file name as valid UTF-8 text: names that are not UTF-8 on disk
+    (``os`` hands them over with surrogate escapes) keep their bytes as
+    ``\\xNN`` escapes, so keys stay unique and Arrow can hold them."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
     """Rows to a batch; metadata keys beyond the base fields become columns."""
     extra = sorted({k for r in rows for k in r} - {f.name for f in BASE_FIELDS})
     columns = {f.name: pa.array([r.get(f.name) for r in rows], type=f.type) for f in BASE_FIELDS}
     for name in extra:
-        columns[name] = pa.array([r.get(name) for r in rows])
+        values = [r.get(name) for r in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            # Mixed types across sidecars (true here, "yes" there): keep them
+            # all, as JSON text, rather than fail the batch.
+            columns[name] = pa.array(
+                [None if v is None else json.dumps(v) for v in values], pa.string()
+            )
     return pa.RecordBatch.from_pydict(columns)
 
 
@@ -42,9 +61,13 @@ def _sidecar(text: bytes | None, meta: bytes | None) -> dict[str, Any]:
     if meta is not None:
         try:
             data = json.loads(meta.decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            # Consent may live in this file: the record is dropped, not kept blind.
+            row["metadata_error"] = f"unreadable JSON sidecar: {error}"
             data = {}
-        if isinstance(data, dict):
+        if not isinstance(data, dict):
+            row["metadata_error"] = "JSON sidecar is not an object"
+        else:
             for k, v in data.items():
                 if k in ("caption", "text"):
                     row["caption"] = None if v is None else str(v)
@@ -85,8 +108,8 @@ def _folder_records(root: str) -> Iterator[dict[str, Any]]:
             row = _sidecar(_read_if_exists(base + ".txt"), _read_if_exists(base + ".json"))
             row.update(
                 image=_read_if_exists(os.path.join(directory, name)),
-                key=os.path.relpath(base, root),
-                source=root,
+                key=text_name(os.path.relpath(base, root)),
+                source=text_name(root),
             )
             yield row
 
@@ -122,7 +145,7 @@ def _tar_records(shard: str) -> Iterator[dict[str, Any]]:
     def record() -> dict[str, Any]:
         image = next((group[e] for e in group if "." + e in IMAGE_EXTENSIONS), None)
         row = _sidecar(group.get("txt"), group.get("json"))
-        row.update(key=key, source=shard, image=image)
+        row.update(key=text_name(key), source=text_name(shard), image=image)
         return row
 
     with tarfile.open(shard, mode="r|*") as tar:

@@ -4,6 +4,7 @@ engine can run them on its own workers (Ray ``map_batches``, Spark
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +72,15 @@ def consent_reasons(batch: pa.RecordBatch, rules: tuple = DEFAULT_RULES) -> np.n
         if rule.column not in batch.schema.names:
             continue
         values = batch.column(rule.column)
-        hit = pc.is_in(values, value_set=pa.array(list(rule.drop_values), type=values.type))
+        try:
+            drop = pa.array(list(rule.drop_values), type=values.type)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            # The column's type differs from the rule's values (e.g. "false"
+            # strings against False): compare their JSON spellings.
+            values = pc.utf8_lower(pc.cast(values, pa.string()))
+            values = pc.utf8_trim(values, '"')
+            drop = pa.array([json.dumps(v).lower().strip('"') for v in rule.drop_values])
+        hit = pc.is_in(values, value_set=drop)
         hit = pc.fill_null(hit, bool(rule.drop_missing)).to_numpy(zero_copy_only=False)
         reasons[(reasons == None) & hit] = rule.reason  # noqa: E711 (elementwise)
     return reasons

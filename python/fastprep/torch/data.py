@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fastprep.pipeline.job import read_arrow
-from fastprep.pipeline.sources import IMAGE_EXTENSIONS, source_kind
+from fastprep.pipeline.sources import IMAGE_EXTENSIONS, source_kind, text_name
 
 IMAGE_COLUMNS = ("jpg", "jpeg", "webp", "png", "image")
 
@@ -43,6 +43,13 @@ class MapSource:
 
     def take(self, indices: np.ndarray) -> pa.Table:
         return self.table.take(pa.array(indices, pa.int64()))
+
+    def paths(self, rows: pa.Table) -> list[str]:
+        """File paths of ``rows`` (``kind="path"``), as the OS spells them."""
+        column = rows.column(self.image_column)
+        if pa.types.is_binary(column.type):
+            return [os.fsdecode(p) for p in column.to_pylist()]
+        return column.to_pylist()
 
 
 def _sidecar_caption(base: str) -> str | None:
@@ -74,10 +81,11 @@ def folder(root: str) -> MapSource:
     if not paths:
         raise FileNotFoundError(f"no images under {root}")
     relative = [os.path.relpath(p, root) for p in paths]
-    keys = [os.path.splitext(r)[0] for r in relative]
+    keys = [text_name(os.path.splitext(r)[0]) for r in relative]
     columns: dict[str, Any] = {
         "key": pa.array(keys, pa.string()),
-        "path": pa.array(paths, pa.string()),
+        # Bytes: a path need not be UTF-8 (see MapSource.paths).
+        "path": pa.array([os.fsencode(p) for p in paths], pa.binary()),
     }
     captions = [_sidecar_caption(os.path.splitext(p)[0]) for p in paths]
     if any(c is not None for c in captions):
@@ -135,8 +143,8 @@ def from_samples(samples: Sequence[tuple[str, int]], classes: list[str] | None) 
     return MapSource(
         pa.table(
             {
-                "key": pa.array(paths, pa.string()),
-                "path": pa.array(paths, pa.string()),
+                "key": pa.array([text_name(p) for p in paths], pa.string()),
+                "path": pa.array([os.fsencode(p) for p in paths], pa.binary()),
                 "target": pa.array([int(t) for _, t in samples], pa.int64()),
             }
         ),
@@ -166,7 +174,16 @@ def open_map_source(data: Any, image_column: str | None = None) -> MapSource:
     items = list(data)
     if items and all(isinstance(i, (str, os.PathLike)) for i in items):
         paths = [os.fspath(i) for i in items]
-        return MapSource(pa.table({"key": paths, "path": paths}), "path", "path")
+        return MapSource(
+            pa.table(
+                {
+                    "key": pa.array([text_name(p) for p in paths], pa.string()),
+                    "path": pa.array([os.fsencode(p) for p in paths], pa.binary()),
+                }
+            ),
+            "path",
+            "path",
+        )
     if items and all(isinstance(i, (bytes, bytearray, memoryview)) for i in items):
         return MapSource(
             pa.table(

@@ -368,8 +368,7 @@ class DataLoader:
 
     def _decode(self, rows: pa.Table, seed: int, source: MapSource | None = None) -> pa.RecordBatch:
         source = source or self.source
-        column = rows.column(source.image_column)
-        images = column.to_pylist() if source.kind == "path" else column
+        images = source.paths(rows) if source.kind == "path" else rows.column(source.image_column)
         return decode_images(
             images, num_threads=self.num_threads, seed=seed, **self.recipe.decode_options()
         )
