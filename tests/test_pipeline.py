@@ -359,3 +359,32 @@ def test_odd_names_and_broken_or_mixed_metadata_are_accounted_not_fatal(tmp_path
     ]
     assert "\\xff\\xfeodd" in written + list(dropped), "the odd name keeps its bytes, escaped"
     assert result.manifest["totals"]["input"] == len(records) + 1 == len(written) + len(dropped)
+
+
+def test_truncated_tar_and_corrupt_parquet_files_do_not_stop_the_run(tmp_path):
+    """A shard cut short by a failed download, and a Parquet file that is
+    garbage: the readable records are prepared, the unreadable remainder is
+    one dropped record with a source_error reason, and the run finishes."""
+    records = [r for r in corpus_records() if r["fate"] == "written"][:6]
+    write_tar(tmp_path / "a.tar", records[:3])
+    write_tar(tmp_path / "b.tar", records[3:])
+    data = (tmp_path / "b.tar").read_bytes()
+    (tmp_path / "b.tar").write_bytes(data[: len(data) // 2])  # cut mid-shard
+    result = prep(str(tmp_path / "*.tar"), tmp_path / "out", size=32, report=False, min_quality=0)
+    dropped = pq.read_table(tmp_path / "out" / "dropped.parquet").to_pylist()
+    errors = [d for d in dropped if d["reason"].startswith("source_error: unreadable tar shard")]
+    assert len(errors) == 1 and errors[0]["source"].endswith("b.tar")
+    totals = result.manifest["totals"]
+    assert totals["input"] == totals["written"] + sum(totals["dropped"].values())
+    assert totals["written"] >= 3, "the intact shard and the readable start of the cut one"
+
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    write_parquet(folder / "0.parquet", records[:3])
+    (folder / "1.parquet").write_bytes(b"PAR1 this is not a parquet file PAR1")
+    write_parquet(folder / "2.parquet", records[3:])
+    result = prep(folder, tmp_path / "out2", size=32, report=False, min_quality=0)
+    dropped = pq.read_table(tmp_path / "out2" / "dropped.parquet").to_pylist()
+    assert [d["reason"].split(":")[0] for d in dropped] == ["source_error"]
+    assert dropped[0]["source"].endswith("1.parquet")
+    assert result.manifest["totals"]["written"] == 6

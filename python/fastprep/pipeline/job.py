@@ -258,11 +258,13 @@ def process_part(
 ) -> tuple[pa.Table | None, pa.Table]:
     """One source batch -> (staged records or None, dropped records)."""
     reasons = consent_reasons(batch, consent_rules)
-    if "metadata_error" in batch.schema.names:  # consent unknown: never kept blind
-        errors = batch.column("metadata_error").to_numpy(zero_copy_only=False)
+    if "record_error" in batch.schema.names:
+        # Unreadable metadata (consent unknown: never kept blind) or an
+        # unreadable part of the source: dropped with the source's reason.
+        errors = batch.column("record_error").to_numpy(zero_copy_only=False)
         bad = np.array([e is not None for e in errors], dtype=bool)
-        reasons[bad] = [f"bad_metadata: {e}" for e in errors[bad]]
-        batch = batch.drop_columns(["metadata_error"])
+        reasons[bad] = errors[bad]
+        batch = batch.drop_columns(["record_error"])
     refused = np.flatnonzero(reasons != None)  # noqa: E711 (elementwise)
     drops = [
         drop_table(

@@ -13,6 +13,7 @@ import os
 import queue
 import tarfile
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -63,10 +64,10 @@ def _sidecar(text: bytes | None, meta: bytes | None) -> dict[str, Any]:
             data = json.loads(meta.decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             # Consent may live in this file: the record is dropped, not kept blind.
-            row["metadata_error"] = f"unreadable JSON sidecar: {error}"
+            row["record_error"] = f"bad_metadata: unreadable JSON sidecar: {error}"
             data = {}
         if not isinstance(data, dict):
-            row["metadata_error"] = "JSON sidecar is not an object"
+            row["record_error"] = "bad_metadata: JSON sidecar is not an object"
         else:
             for k, v in data.items():
                 if k in ("caption", "text"):
@@ -131,7 +132,7 @@ def _expand(paths: str | os.PathLike | list) -> list[str]:
     for item in items:
         item = os.fspath(item)
         matches = sorted(glob.glob(item)) if any(c in item for c in "*?[") else [item]
-        if not matches:
+        if not matches or not all(os.path.exists(m) for m in matches):
             raise FileNotFoundError(f"no files match {item}")
         out.extend(matches)
     return out
@@ -148,21 +149,41 @@ def _tar_records(shard: str) -> Iterator[dict[str, Any]]:
         row.update(key=text_name(key), source=text_name(shard), image=image)
         return row
 
-    with tarfile.open(shard, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            directory, base = os.path.split(member.name)
-            stem, _, ext = base.partition(".")
-            member_key = f"{directory}/{stem}" if directory else stem
-            if member_key != key:
-                if key is not None:
-                    yield record()
-                key, group = member_key, {}
-            data = tar.extractfile(member)
-            group[ext.lower()] = data.read() if data is not None else b""
+    members = 0
+    try:
+        with tarfile.open(shard, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                directory, base = os.path.split(member.name)
+                stem, _, ext = base.partition(".")
+                member_key = f"{directory}/{stem}" if directory else stem
+                if member_key != key:
+                    if key is not None:
+                        yield record()
+                    key, group = member_key, {}
+                data = tar.extractfile(member)
+                group[ext.lower()] = data.read() if data is not None else b""
+                members += 1
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        # A truncated or corrupt shard: what was read counts, and the rest
+        # is one record that says why it could not be read.
+        if key is not None:
+            yield record()
+        yield source_error(shard, f"unreadable tar shard after {members} members: {error}")
+        return
     if key is not None:
         yield record()
+
+
+def source_error(source: str, reason: str) -> dict[str, Any]:
+    """A record standing for a part of the source that could not be read."""
+    return {
+        "key": text_name(f"{os.path.basename(source)}#unreadable"),
+        "source": text_name(source),
+        "image": None,
+        "record_error": f"source_error: {reason}",
+    }
 
 
 def tar_source(paths: str | os.PathLike | list, batch_size: int = 256) -> Iterator[pa.RecordBatch]:
@@ -193,33 +214,70 @@ def parquet_source(
     )
     if not files or not os.path.exists(files[0]):
         raise FileNotFoundError(f"no Parquet files at {root}")
-    names = pq.read_schema(files[0]).names
+    # Column names are checked up front on the first readable file, so a
+    # misnamed column is one clear error rather than a drop per file.
+    for file in files:
+        try:
+            names = pq.read_schema(file).names
+            break
+        except (pa.ArrowException, OSError):
+            continue
+    else:
+        raise pa.ArrowInvalid(f"no readable Parquet file at {root}")
     for name in (image_column, caption_column):
         if name not in names:
             raise KeyError(f"column {name!r} not in {names}")
     offset = 0
     for file in files:
-        # Streamed without pre-buffering: memory stays near one batch whatever
-        # the file's size (measured: with pyarrow's default pre_buffer=True the
-        # reader kept every column chunk it had read, ~3.3 KB per record here).
-        reader = pq.ParquetFile(file, pre_buffer=False)
-        for batch in reader.iter_batches(batch_size=batch_size):
-            n = batch.num_rows
-            if key_column and key_column in names:
-                keys = batch.column(key_column).cast(pa.string())
-            else:
-                keys = pa.array([str(i) for i in range(offset, offset + n)], pa.string())
-            columns = {
-                "key": keys,
-                "source": pa.array([file] * n, pa.string()),
-                "image": batch.column(image_column).cast(pa.binary()),
-                "caption": batch.column(caption_column).cast(pa.string()),
-            }
-            for name in names:
-                if name not in (image_column, caption_column, key_column) and name not in columns:
-                    columns[name] = batch.column(name)
-            offset += n
-            yield pa.RecordBatch.from_pydict(columns)
+        try:
+            for batch in _parquet_file_batches(
+                file, (image_column, caption_column, key_column), batch_size
+            ):
+                yield _parquet_batch(batch, file, offset, image_column, caption_column, key_column)
+                offset += batch.num_rows
+        except (pa.ArrowException, OSError) as error:
+            # A corrupt or truncated file: rows read so far count, the rest is
+            # one record saying why (the run goes on with the next file).
+            yield _batch([source_error(file, f"unreadable Parquet file: {error}")])
+
+
+def _parquet_file_batches(file: str, needed: tuple, batch_size: int) -> Iterator[pa.RecordBatch]:
+    # Streamed without pre-buffering: memory stays near one batch whatever
+    # the file's size (measured: with pyarrow's default pre_buffer=True the
+    # reader kept every column chunk it had read, ~3.3 KB per record here).
+    reader = pq.ParquetFile(file, pre_buffer=False)
+    names = reader.schema_arrow.names
+    missing = [n for n in needed[:2] if n not in names]
+    if missing:
+        raise pa.ArrowInvalid(f"columns {missing} missing (has {names})")
+    yield from reader.iter_batches(batch_size=batch_size)
+
+
+def _parquet_batch(
+    batch: pa.RecordBatch,
+    file: str,
+    offset: int,
+    image_column: str,
+    caption_column: str,
+    key_column: str | None,
+) -> pa.RecordBatch:
+    """A Parquet batch in the source layout: key, source, image, caption, rest."""
+    names = batch.schema.names
+    n = batch.num_rows
+    if key_column and key_column in names:
+        keys = batch.column(key_column).cast(pa.string())
+    else:
+        keys = pa.array([str(i) for i in range(offset, offset + n)], pa.string())
+    columns = {
+        "key": keys,
+        "source": pa.array([text_name(file)] * n, pa.string()),
+        "image": batch.column(image_column).cast(pa.binary()),
+        "caption": batch.column(caption_column).cast(pa.string()),
+    }
+    for name in names:
+        if name not in (image_column, caption_column, key_column) and name not in columns:
+            columns[name] = batch.column(name)
+    return pa.RecordBatch.from_pydict(columns)
 
 
 def source_kind(spec: str | os.PathLike) -> str:
