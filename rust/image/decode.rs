@@ -210,9 +210,7 @@ fn render(
             let request = jpeg::Request {
                 denominator,
                 region,
-                // Measured: libjpeg-turbo's fast upsampling/IDCT pays off with
-                // DCT scaling but makes partial (region) decodes much slower.
-                fast: reduce && region.is_none(),
+                fast: reduce,
             };
             let as_is = region.is_none() && crop == CropBox::full(iw, ih) && (iw, ih) == resized;
             if let (true, true, false, false, Some(out)) =
