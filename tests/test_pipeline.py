@@ -388,3 +388,24 @@ def test_truncated_tar_and_corrupt_parquet_files_do_not_stop_the_run(tmp_path):
     assert [d["reason"].split(":")[0] for d in dropped] == ["source_error"]
     assert dropped[0]["source"].endswith("1.parquet")
     assert result.manifest["totals"]["written"] == 6
+
+
+def test_a_duplicate_group_keeps_a_labelled_copy(tmp_path):
+    """When the first copy has no hashtag, the labelled copy is the keeper
+    (otherwise both would be dropped: one as no_label, one as its duplicate)."""
+    photo = _jpeg(PHOTOS[-1])
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(photo)
+    (src / "a.txt").write_text("no tags here")
+    (src / "b.jpg").write_bytes(photo)
+    (src / "b.txt").write_text("#mountain")
+    (src / "c.jpg").write_bytes(_jpeg(PHOTOS[-1], 0.5, 70))  # a near-duplicate, unlabelled
+    (src / "c.txt").write_text("again, no tags")
+    result = prep(src, tmp_path / "out", size=32, report=False, min_quality=0)
+    dropped = {
+        d["key"]: d["reason"]
+        for d in pq.read_table(tmp_path / "out" / "dropped.parquet").to_pylist()
+    }
+    assert result.written == 1
+    assert dropped == {"a": "duplicate_of: b", "c": "duplicate_of: b"}

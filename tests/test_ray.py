@@ -348,3 +348,25 @@ def test_cli_engine_ray_runs_the_same_job(tmp_path):
         timeout=120,
     )
     assert resumed.returncode == 2 and "--resume is not available" in resumed.stderr
+
+
+def test_prep_ray_keeps_a_labelled_copy_as_prep_does(cluster, tmp_path):
+    """The keeper rule (labelled first, then largest, then earliest) holds on
+    the cluster too: an unlabelled first copy does not take its group down."""
+    import shutil
+
+    src = tmp_path / "src"
+    src.mkdir()
+    photo = CORPUS / "espresso_morning.jpg"
+    for key, caption in (("a", "no tags"), ("b", "#coffee"), ("c", "still none")):
+        shutil.copy(photo, src / f"{key}.jpg")
+        (src / f"{key}.txt").write_text(caption)
+    single = prep(str(src), tmp_path / "single", size=32, report=False)
+    distributed = fpr.prep_ray(str(src), tmp_path / "ray", size=32)
+    _same_outputs(tmp_path / "single", tmp_path / "ray", single, distributed)
+    assert single.written == 1
+    dropped = pq.read_table(tmp_path / "ray" / "dropped.parquet").to_pylist()
+    assert {d["key"]: d["reason"] for d in dropped} == {
+        "a": "duplicate_of: b",
+        "c": "duplicate_of: b",
+    }

@@ -443,3 +443,140 @@ def test_file_names_that_are_not_utf8(tmp_path):
     batch = next(iter(DataLoader(str(tmp_path), batch_size=2, transform=evaluate(16), seed=0)))
     assert sorted(batch["key"]) == ["caf\\xe9", "plain"]
     assert batch["image"].shape == (2, 3, 16, 16)
+
+
+def test_leaving_a_loop_early_stops_the_producer_thread(image_folder):
+    import threading
+    import time
+
+    for _ in range(3):
+        loader = DataLoader(str(image_folder), batch_size=40, transform=evaluate(16), seed=0)
+        for _batch in loader:
+            time.sleep(0.3)  # the producer finishes the epoch and waits on a full queue
+            break
+    time.sleep(0.3)
+    assert not [t for t in threading.enumerate() if t.name == "fastprep-loader"]
+
+
+def test_iterable_dataset_workers_decode_only_their_batches(image_folder, monkeypatch):
+    from fastprep.torch.loader import DataLoader as Loader
+    from torch.utils.data import get_worker_info
+
+    made = []
+    real = Loader._make_batch
+
+    def counting(self, *args, **kwargs):
+        made.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Loader, "_make_batch", counting)
+
+    class Info:
+        id, num_workers = 1, 4
+
+    monkeypatch.setattr("fastprep.torch.dataset.get_worker_info", lambda: Info)
+    dataset = IterableImageDataset(str(image_folder), batch_size=8, transform=evaluate(16), seed=1)
+    got = [b["index"].tolist() for b in dataset]
+    assert len(got) == len(made) == 3, "batches 1, 5, 9 of 12"
+    reference = [
+        b["index"].tolist()
+        for b in DataLoader(str(image_folder), batch_size=8, transform=evaluate(16), seed=1)
+    ]
+    assert got == reference[1::4]
+    assert get_worker_info() is None
+
+
+def test_torch_semantics_of_sampler_collate_and_state(image_folder, tmp_path):
+    from torch.utils.data.distributed import DistributedSampler
+
+    sampler = DistributedSampler(list(range(96)), num_replicas=4, rank=1, shuffle=False)
+    loader = DataLoader(
+        str(image_folder),
+        batch_size=8,
+        sampler=sampler,
+        world_size=4,
+        rank=1,
+        transform=evaluate(16),
+    )
+    indices = [i for b in loader for i in b["index"].tolist()]
+    assert indices == list(sampler), "a DistributedSampler is not split a second time"
+    dataset = torchvision.datasets.ImageFolder(
+        str(image_folder), transform=T.Compose([T.Resize(20), T.CenterCrop(16), T.PILToTensor()])
+    )
+    collated = next(
+        iter(DataLoader(dataset, batch_size=4, collate_fn=lambda b: ("mixed", b[0].shape)))
+    )
+    assert collated == ("mixed", (4, 3, 16, 16)), (
+        "collate_fn also applies to (image, target) batches"
+    )
+    first = DataLoader(
+        str(image_folder), batch_size=8, shuffle=True, seed=3, transform=evaluate(16)
+    )
+    for i, _ in enumerate(first):
+        if i == 2:
+            state = first.state_dict()
+            break
+    second = DataLoader(
+        str(image_folder), batch_size=8, shuffle=True, seed=3, transform=evaluate(16)
+    )
+    second.load_state_dict(state)
+    assert second.state_dict()["batches_done"] == 3, "a restored position survives a checkpoint"
+    with pytest.warns(UserWarning, match="torch.utils.data.DataLoader"):
+        fallback = DataLoader(list(range(5)), batch_size=5)
+    assert next(iter(fallback)).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_prepared_pixels_refuse_a_transform_of_another_size(tmp_path):
+    import pyarrow as pa
+
+    pixels = pa.FixedShapeTensorArray.from_numpy_ndarray(np.zeros((4, 32, 32, 3), np.uint8))
+    table = pa.table({"key": list("abcd"), "pixels": pixels})
+    with pytest.raises(ValueError, match="already 32x32"):
+        DataLoader(table, transform=evaluate(16))
+    normed = next(
+        iter(
+            DataLoader(
+                table, batch_size=4, transform=evaluate(32).normalized((0.5,) * 3, (0.5,) * 3)
+            )
+        )
+    )
+    assert normed["image"].dtype == torch.float32 and float(normed["image"].min()) == -1.0
+
+
+def test_streams_pad_every_rank_and_take_column_names(tmp_path):
+    import io
+    import tarfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(4)
+    with tarfile.open(tmp_path / "two.tar", "w") as tar:
+        for key in ("x", "y"):
+            buf = io.BytesIO()
+            stripes(True, rng).save(buf, "JPEG")
+            info = tarfile.TarInfo(f"{key}.jpg")
+            info.size = len(buf.getvalue())
+            tar.addfile(info, io.BytesIO(buf.getvalue()))
+    counts = []
+    for rank in range(4):
+        loader = DataLoader(
+            str(tmp_path / "two.tar"), batch_size=1, rank=rank, world_size=4, transform=evaluate(16)
+        )
+        counts.append((len(loader), len(batches(loader))))
+    assert counts == [(1, 1)] * 4, "2 records padded to 4: one batch on every rank"
+    buf = io.BytesIO()
+    stripes(False, rng).save(buf, "JPEG")
+    pq.write_table(
+        pa.table({"key": ["p"], "photo": pa.array([buf.getvalue()], pa.binary()), "text": ["#a"]}),
+        tmp_path / "s.parquet",
+    )
+    loader = DataLoader(
+        str(tmp_path / "s.parquet"),
+        streaming=True,
+        image_column="photo",
+        caption_column="text",
+        transform=evaluate(16),
+        batch_size=1,
+    )
+    assert [b["key"] for b in loader] == [["p"]]

@@ -869,13 +869,17 @@ def _dense(rows: np.ndarray, excluded_sorted: np.ndarray) -> np.ndarray:
     return rows - np.searchsorted(excluded_sorted, rows, side="left")
 
 
-def _exact_copies(group: pa.Table) -> pa.Table:
-    """One xxh3 group: every record after the first, and the first's row."""
+def _exact_copies(group: pa.Table, unlabeled: np.ndarray) -> pa.Table:
+    """One xxh3 group: every copy but the keeper (the first labelled copy,
+    else the first, as ``prep`` chooses), with the keeper's row."""
     rows = np.sort(group.column("_row").to_numpy())
+    labelled = rows[~np.isin(rows, unlabeled)]
+    keeper = labelled[0] if len(labelled) else (rows[0] if len(rows) else 0)
+    others = rows[rows != keeper]
     return pa.table(
         {
-            "_row": pa.array(rows[1:], pa.int64()),
-            "keeper": pa.array(np.full(max(len(rows) - 1, 0), rows[0] if len(rows) else 0)),
+            "_row": pa.array(others, pa.int64()),
+            "keeper": pa.array(np.full(len(others), keeper), pa.int64()),
         }
     )
 
@@ -1043,6 +1047,27 @@ def prep_ray(
     state = small.map_batches(lambda t: t.filter(pc.is_null(t["reason"])), batch_format="pyarrow")
     n = total - len(dropped_rows)
 
+    # The vocabulary first: keepers are chosen among records with a label.
+    vocab = build_vocabulary(counts, top_k=top_k, min_count=min_count, normalizer=normalizer)
+    parts = sorted(
+        os.path.basename(p) for p in glob.glob(os.path.join(staging, "part-*" + STAGED_SUFFIX))
+    )
+    unlabeled = np.zeros(0, np.int64)
+    if drop_unlabeled and parts:
+        labelled = _collect(
+            ray.data.from_items([{"part": p} for p in parts]).map_batches(
+                _PrepLabelCount,
+                fn_constructor_args=(staging, vocab.to_json(), np.zeros(0, np.int64), True),
+                batch_size=1,
+                **map_args,
+            )
+        )
+        unlabeled = np.sort(
+            np.array(
+                [r for rows in labelled.column("unlabeled").to_pylist() for r in rows], np.int64
+            )
+        )
+
     # Corpus-wide decisions (row -> code, row -> keeper row / eval record).
     decision: dict[int, int] = {}
     reference: dict[int, int] = {}
@@ -1063,7 +1088,7 @@ def prep_ray(
                 batch_format="pyarrow",
             )
             .groupby("xxh3_128")
-            .map_groups(_exact_copies, batch_format="pyarrow")
+            .map_groups(_exact_copies, fn_args=(unlabeled,), batch_format="pyarrow")
         )
         if copies.num_rows:
             keeper.update(
@@ -1082,9 +1107,16 @@ def prep_ray(
                 batch_format="pyarrow",
             ).map_batches(
                 lambda t: t.append_column(
-                    "area",
-                    pc.multiply(
-                        t["source_width"].cast(pa.uint64()), t["source_height"].cast(pa.uint64())
+                    "area",  # the keeper rank: labelled first, then the largest
+                    pc.add(
+                        pc.multiply(
+                            t["source_width"].cast(pa.uint64()),
+                            t["source_height"].cast(pa.uint64()),
+                        ),
+                        pa.array(
+                            (~np.isin(t["_row"].to_numpy(), unlabeled)).astype(np.uint64)
+                            << np.uint64(62)
+                        ),
                     ),
                 ),
                 batch_format="pyarrow",
@@ -1159,15 +1191,11 @@ def prep_ray(
                     decision[row] = LEAK
                     reference[row] = ev
 
-    vocab = build_vocabulary(counts, top_k=top_k, min_count=min_count, normalizer=normalizer)
     save_vocabulary(vocab, os.path.join(out, "vocab.json"))
     counts_table = counts.to_arrow()
     atomic_parquet(counts_table, os.path.join(out, "hashtag_counts.parquet"), row_group_size)
 
     # Pass 2 on the workers: count survivors per part, then write shards.
-    parts = sorted(
-        os.path.basename(p) for p in glob.glob(os.path.join(staging, "part-*" + STAGED_SUFFIX))
-    )
     decided = np.array(sorted(decision), dtype=np.int64)
     shards: list[dict] = []
     if parts:

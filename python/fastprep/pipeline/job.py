@@ -439,7 +439,7 @@ def write_shard(
     *,
     sink: str,
     image_format: str,
-    size: int,
+    size: int | tuple[int, int],
     quality: int,
     row_group_size: int,
     num_threads: int | None,
@@ -448,11 +448,12 @@ def write_shard(
     then written atomically in the sink's format."""
     image_column = IMAGE_COLUMN[image_format]
     if image_format != "tensor":
+        height, width = (size, size) if isinstance(size, int) else size
         pixels = table.column("pixels")
         encoded = _core.encode_images(
             pa.chunked_array([c.storage for c in pixels.chunks], type=pixels.type.storage_type),
-            size,
-            size,
+            height,
+            width,
             image_format,
             quality,
             num_threads,

@@ -17,7 +17,6 @@ manifest's totals must add up.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -87,6 +86,7 @@ class _Pass1:
     state: pa.Table
     dropped: pa.Table
     counts: HashtagCounts
+    parts: list[str]  # staged files of this run's source, in order
 
 
 def _pass1(
@@ -102,6 +102,7 @@ def _pass1(
     total = 0
     states: list[pa.Table] = []
     drops: list[pa.Table] = []
+    parts: list[str] = []
     counts = HashtagCounts()
     for part, batch in enumerate(batches):
         base = os.path.join(staging, f"part-{part:06d}")
@@ -128,6 +129,7 @@ def _pass1(
         total += batch.num_rows
         drops.append(dropped)
         if staged is not None:
+            parts.append(base + STAGED_SUFFIX)
             states.append(staged.select(list(STATE_COLUMNS)))
             counts.update(staged.column("caption"), normalizer, num_threads)
         progress.update(batch.num_rows)
@@ -149,18 +151,38 @@ def _pass1(
         else state_schema.empty_table()
     )
     dropped = pa.concat_tables(drops).combine_chunks() if drops else drop_table([], [], [])
-    return _Pass1(total, state, dropped, counts)
+    return _Pass1(total, state, dropped, counts, parts)
 
 
-def _first_occurrence(hashes: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """For each fixed-size binary hash, the index of its first occurrence."""
+def _first_occurrence(hashes: pa.Array | pa.ChunkedArray, prefer: np.ndarray) -> np.ndarray:
+    """For each fixed-size binary hash, the keeper of its copies: the first
+    copy with ``prefer`` set, else the first copy."""
     if isinstance(hashes, pa.ChunkedArray):
         hashes = hashes.combine_chunks()
     width = hashes.type.byte_width
     raw = np.frombuffer(hashes.buffers()[1], dtype=np.uint8)
     rows = raw[hashes.offset * width : (hashes.offset + len(hashes)) * width].reshape(-1, width)
-    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
-    return first[inverse.reshape(-1)]
+    _, group = np.unique(rows, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.lexsort((np.arange(len(group)), ~prefer, group))
+    leaders = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+    keeper_of_group = np.empty(group.max() + 1 if len(group) else 0, dtype=np.int64)
+    keeper_of_group[group[leaders]] = leaders
+    return keeper_of_group[group]
+
+
+def _has_label(parts: list[str], vocab: Any, n: int) -> np.ndarray:
+    """Which staged records get a vocabulary label (captions only)."""
+    has = np.zeros(n, dtype=bool)
+    offset = 0
+    for path in parts:
+        captions = read_arrow(path, columns=["caption"]).column("caption")
+        labels = fastprep.label_captions(captions, vocab)
+        has[offset : offset + len(captions)] = labels.column("has_label").to_numpy(
+            zero_copy_only=False
+        )
+        offset += len(captions)
+    return has
 
 
 def _cluster_members(keeper: np.ndarray, top: int) -> list[list[int]]:
@@ -295,6 +317,10 @@ def prep(
     )
     state, n = first.state, first.state.num_rows
     keys = state.column("key")
+    vocab = build_vocabulary(first.counts, top_k=top_k, min_count=min_count, normalizer=normalizer)
+    # Keepers are chosen among records that will be written: a duplicate group
+    # whose first copy has no label keeps a labelled copy instead.
+    labelled = _has_label(first.parts, vocab, n) if drop_unlabeled else np.ones(n, dtype=bool)
 
     # Corpus-wide decisions: the first that applies to a record wins.
     decision = np.zeros(n, dtype=np.int8)
@@ -303,7 +329,7 @@ def prep(
     decision[opt_hit] = OPT_OUT
     keeper = np.full(n, -1, dtype=np.int64)  # duplicate -> its keeper
     if n:
-        first_copy = _first_occurrence(state.column("xxh3_128"))
+        first_copy = _first_occurrence(state.column("xxh3_128"), labelled)
         exact = first_copy != np.arange(n)
         keeper[exact] = first_copy[exact]
     pairs_table = None
@@ -314,10 +340,12 @@ def prep(
             area = state.column("source_width").to_numpy().astype(np.uint64) * state.column(
                 "source_height"
             ).to_numpy().astype(np.uint64)
+            # Keeper: labelled first, then the largest, then the earliest.
+            rank = area | (labelled.astype(np.uint64) << np.uint64(62))
             records, pairs_table = deduplicate(
                 pc.take(state.column("pdq"), pa.array(usable)),
                 dedup_radius,
-                rank=area[usable],
+                rank=rank[usable],
                 num_threads=num_threads,
             )
             local = records.column("duplicate_of")
@@ -364,7 +392,6 @@ def prep(
             decision[train[free]] = LEAK
             reference[train[free]] = ev[free]
 
-    vocab = build_vocabulary(first.counts, top_k=top_k, min_count=min_count, normalizer=normalizer)
     save_vocabulary(vocab, os.path.join(out, "vocab.json"))
     counts_table = first.counts.to_arrow()
     atomic_parquet(counts_table, os.path.join(out, "hashtag_counts.parquet"), row_group_size)
@@ -410,7 +437,7 @@ def prep(
         pending, pending_rows = [], 0
 
     try:
-        staged = sorted(glob.glob(os.path.join(staging, "part-*[0-9]" + STAGED_SUFFIX)))
+        staged = first.parts  # not a glob: a resumed source may have shrunk
         # Batches may carry different metadata columns: every shard gets them all.
         schema = pa.unify_schemas([arrow_schema(path) for path in staged]) if staged else None
         progress2 = Progress("prep 2/2 write", n, enabled=progress)

@@ -46,10 +46,13 @@ class IterableImageDataset(IterableDataset):
     def __iter__(self):
         loader = self._loader()
         info = get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        for number, batch in enumerate(loader):
-            if number % workers == worker:
-                yield batch
+        # Each worker decodes only its own batches of the shared seeded order.
+        loader._stride = (0, 1) if info is None else (info.id, info.num_workers)
+        yield from loader
+        # A finished pass moves on (as the DataLoader does). With torch worker
+        # processes that are not persistent, each epoch starts from the main
+        # process's copy: call set_epoch(epoch) there.
+        self.epoch += 1
 
 
 class ImageDataset(Dataset):

@@ -197,6 +197,9 @@ class DataLoader:
             if weights is not None or sampler is not None:
                 raise ValueError("weights and sampler need a map-style source, not a stream")
             self.stream = os.fspath(dataset)
+            self.stream_options = {"caption_column": caption_column}
+            if image_column is not None:
+                self.stream_options["image_column"] = image_column
             self.stream_total = count_records(self.stream)
             if self.stream_total is None:
                 raise ValueError(f"cannot list the records of {self.stream}")
@@ -241,13 +244,20 @@ class DataLoader:
         self.epoch = 0
         self._start_batch = 0  # set by load_state_dict: resume mid-epoch
         self._yielded = 0
+        self._stride = (0, 1)  # (this worker, workers): IterableImageDataset's share
         self.errors: list[tuple[str, str]] = []  # (key, reason) of replaced samples
-        if (
-            self.source is not None
-            and self.source.kind == "pixels"
-            and recipe.mode == "random_resized_crop"
-        ):
-            raise ValueError("prepared pixel shards are already cropped: use no transform")
+        if self.source is not None and self.source.kind == "pixels" and transform is not None:
+            shape = tuple(self.source.table.schema.field(self.source.image_column).type.shape)
+            if (
+                recipe.mode == "random_resized_crop"
+                or recipe.flip_p
+                or tuple(recipe.size) != shape[:2]
+            ):
+                raise ValueError(
+                    f"prepared pixel shards are already {shape[0]}x{shape[1]}: pass no "
+                    "transform, or one of that size without crops or flips (e.g. for "
+                    ".normalized())"
+                )
 
     # -- torch's interface -------------------------------------------------
     def __len__(self) -> int:
@@ -269,7 +279,8 @@ class DataLoader:
         return {
             "version": _STATE_VERSION,
             "epoch": self.epoch,
-            "batches_done": self._yielded,
+            # Restored but not iterated yet: the restored position still holds.
+            "batches_done": self._start_batch or self._yielded,
             "seed": self.seed,
             "rank": self.rank,
             "world_size": self.world_size,
@@ -300,14 +311,18 @@ class DataLoader:
                 drop_last=self.drop_last,
                 shuffle=self.shuffle,
                 shuffle_buffer=self.shuffle_buffer,
+                source_options=self.stream_options,
             )
             for b, (numbers, rows) in enumerate(batches):
-                if b >= start:  # skipped batches are read but never decoded
+                # Skipped batches (resumed, or another torch worker's) are read
+                # but never decoded.
+                if b >= start and b % self._stride[1] == self._stride[0]:
                     yield b, numbers, rows
             return
         order = self._rank_order(epoch)
         for b in range(start, batch_count(len(order), self.batch_size, self.drop_last)):
-            yield b, order[b * self.batch_size : (b + 1) * self.batch_size], None
+            if b % self._stride[1] == self._stride[0]:
+                yield b, order[b * self.batch_size : (b + 1) * self.batch_size], None
 
     def __iter__(self) -> Iterator[Any]:
         start = self._start_batch
@@ -318,28 +333,36 @@ class DataLoader:
         produced: queue.Queue = queue.Queue(maxsize=self.prefetch_factor)
         stop = threading.Event()
 
+        def put(item: Any) -> bool:
+            """Hands over ``item`` unless the consumer has gone (then False)."""
+            while not stop.is_set():
+                try:
+                    produced.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce() -> None:
             try:
                 for b, indices, rows in plan:
                     seed = batch_seed(self.seed, epoch, self.rank, b)
-                    item = self._make_batch(indices, seed, rows)
-                    while not stop.is_set():
-                        try:
-                            produced.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not put(self._make_batch(indices, seed, rows)):
                         return
-                produced.put(StopIteration())
+                put(StopIteration())
             except BaseException as error:  # raised in the consumer
-                produced.put(error)
+                put(error)
 
         worker = threading.Thread(target=produce, name="fastprep-loader", daemon=True)
         worker.start()
         try:
             while True:
-                item = produced.get(timeout=self.timeout or None)
+                try:
+                    item = produced.get(timeout=self.timeout or None)
+                except queue.Empty:
+                    raise RuntimeError(
+                        f"DataLoader timed out after {self.timeout} seconds"
+                    ) from None
                 if isinstance(item, StopIteration):
                     break
                 if isinstance(item, BaseException):
@@ -347,7 +370,10 @@ class DataLoader:
                 self._yielded += 1
                 yield item
         finally:
+            # Also when the loop is left early: the producer stops at its next
+            # hand-over, and the batches it holds are released.
             stop.set()
+            worker.join(timeout=5)
         if self.epoch == epoch:
             self.epoch += 1  # a finished pass moves on, as torch's RandomSampler does
         self._yielded = 0
@@ -364,6 +390,8 @@ class DataLoader:
             replacement=self.replacement,
             sampler=self.sampler,
         )
+        if self.sampler is not None:
+            return order  # the sampler decides (e.g. torch's DistributedSampler splits ranks)
         return rank_slice(order, self.rank, self.world_size, self.drop_last)
 
     def _decode(self, rows: pa.Table, seed: int, source: MapSource | None = None) -> pa.RecordBatch:
@@ -425,9 +453,8 @@ class DataLoader:
                 )
         if self.pin_memory:
             batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
-        if self.tuple_output:
-            return batch["image"], batch["target"]
-        return self.collate_fn(batch) if self.collate_fn else batch
+        out = (batch["image"], batch["target"]) if self.tuple_output else batch
+        return self.collate_fn(out) if self.collate_fn else out
 
     def _labels(self, rows: pa.Table) -> pa.ListArray | None:
         if "labels" in rows.schema.names:
@@ -491,12 +518,13 @@ class DataLoader:
 
 def _readable(dataset: Any) -> bool:
     if _is_torchvision_folder(dataset) or isinstance(
-        dataset, (MapSource, pa.Table, str, list, tuple)
+        dataset, (MapSource, pa.Table, str, os.PathLike)
     ):
         return True
-    import os
-
-    return isinstance(dataset, os.PathLike)
+    if isinstance(dataset, (list, tuple)):  # of paths or encoded images only
+        kinds = (str, os.PathLike, bytes, bytearray, memoryview)
+        return len(dataset) > 0 and all(isinstance(item, kinds) for item in dataset)
+    return False
 
 
 __all__ = ["DataLoader", "Recipe", "evaluate", "train"]

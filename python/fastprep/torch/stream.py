@@ -1,10 +1,10 @@
 """Streamed sources (WebDataset tar shards, or any pipeline source read in
 order): rank split, shuffle buffer, and batches.
 
-Record ``r`` of the stream goes to rank ``r % world_size``; each rank then
-has ``ceil(N / world_size)`` records (its first records repeated at the end,
-as ``DistributedSampler`` pads) or ``floor`` with ``drop_last``, so every rank
-yields the same number of batches. Shuffling is a seeded buffer of
+Record ``r`` of the stream goes to rank ``r % world_size``; the stream is
+padded with its first records to a multiple of ``world_size`` (or cut, with
+``drop_last``), as ``DistributedSampler`` pads, so every rank yields the
+same number of batches. Shuffling is a seeded buffer of
 ``shuffle_buffer`` records: batches draw at random from it as it refills.
 """
 
@@ -24,25 +24,35 @@ def per_rank(total: int, world_size: int, drop_last: bool) -> int:
 
 
 def _rank_records(
-    spec: str, total: int, rank: int, world_size: int, drop_last: bool, read_batch: int
+    spec: str,
+    total: int,
+    rank: int,
+    world_size: int,
+    drop_last: bool,
+    read_batch: int,
+    source_options: dict,
 ) -> Iterator[tuple[int, pa.Table]]:
-    """This rank's records as ``(record number, one-row table)``, padded or cut."""
-    want = per_rank(total, world_size, drop_last)
-    given = 0
-    first: list[tuple[int, pa.Table]] = []
+    """This rank's records as ``(record number, one-row table)``: positions
+    ``rank, rank + W, ...`` of the stream, which is cut to a multiple of ``W``
+    (``drop_last``) or padded with its own first records, as torch's
+    ``DistributedSampler`` pads its index list."""
+    length = per_rank(total, world_size, drop_last) * world_size
+    head: list[pa.Table] = []  # the stream's first records, for padding
     number = 0
-    for batch in open_source(spec, batch_size=read_batch):
+    for batch in open_source(spec, batch_size=read_batch, **source_options):
         table = pa.Table.from_batches([batch]).select(["key", "source", "image", "caption"])
         for i in range(table.num_rows):
-            if number % world_size == rank and given < want:
-                row = (number, table.slice(i, 1))
-                if len(first) < world_size:
-                    first.append(row)
-                given += 1
-                yield row
+            if number >= length:
+                return
+            row = table.slice(i, 1)
+            if len(head) < world_size:
+                head.append(row)
+            if number % world_size == rank:
+                yield number, row
             number += 1
-    for row in first[: want - given]:  # pad to the common length
-        yield row
+    for position in range(number, length if head else number):  # padding: from the start
+        if position % world_size == rank:
+            yield position - number, head[(position - number) % len(head)]
 
 
 def stream_batches(
@@ -58,6 +68,7 @@ def stream_batches(
     shuffle: bool,
     shuffle_buffer: int,
     read_batch: int = 256,
+    source_options: dict | None = None,
 ) -> Iterator[tuple[np.ndarray, pa.Table]]:
     """``(record numbers, rows)`` per batch of this rank, in the seeded order."""
     rng = epoch_rng(seed, epoch, rank, 2)
@@ -76,7 +87,10 @@ def stream_batches(
         numbers = np.array([n for n, _ in picks], dtype=np.int64)
         return numbers, pa.concat_tables([row for _, row in picks]).combine_chunks()
 
-    for row in _rank_records(spec, total, rank, world_size, drop_last, read_batch):
+    records = _rank_records(
+        spec, total, rank, world_size, drop_last, read_batch, source_options or {}
+    )
+    for row in records:
         buffer.append(row)
         if len(buffer) >= capacity:
             yield emit(batch_size)
