@@ -580,3 +580,19 @@ def test_streams_pad_every_rank_and_take_column_names(tmp_path):
         batch_size=1,
     )
     assert [b["key"] for b in loader] == [["p"]]
+
+
+def test_streaming_prepared_webdataset_shards_keeps_their_labels(tmp_path):
+    from test_pipeline import corpus_records, write_folder
+
+    write_folder(tmp_path / "src", corpus_records())
+    result = fastprep.pipeline.prep(
+        tmp_path / "src", tmp_path / "out", size=32, sink="webdataset", report=False
+    )
+    shards = str(tmp_path / "out" / "shard-*.tar")
+    seen = 0
+    for batch in DataLoader(shards, batch_size=4, transform=evaluate(32)):
+        offsets = batch["label_offsets"].tolist()
+        assert all(b > a for a, b in zip(offsets, offsets[1:])), "every written record has labels"
+        seen += len(batch["key"])
+    assert seen == result.written

@@ -74,6 +74,8 @@ def _sidecar(text: bytes | None, meta: bytes | None) -> dict[str, Any]:
                     row["caption"] = None if v is None else str(v)
                 elif isinstance(v, (bool, int, float, str)) or v is None:
                     row[k] = v
+                elif isinstance(v, list) and all(isinstance(x, (bool, int, float, str)) for x in v):
+                    row[k] = v  # e.g. the label ids prep writes into WebDataset shards
     if text is not None:
         row["caption"] = text.decode("utf-8", errors="replace")
     return row

@@ -40,7 +40,9 @@ def _rank_records(
     head: list[pa.Table] = []  # the stream's first records, for padding
     number = 0
     for batch in open_source(spec, batch_size=read_batch, **source_options):
-        table = pa.Table.from_batches([batch]).select(["key", "source", "image", "caption"])
+        table = pa.Table.from_batches([batch])
+        wanted = ["key", "source", "image", "caption", "labels"]
+        table = table.select([c for c in wanted if c in table.column_names])
         for i in range(table.num_rows):
             if number >= length:
                 return
