@@ -10,6 +10,7 @@ torch. A background thread keeps ``prefetch_factor`` batches ready.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import queue
 import threading
@@ -192,6 +193,9 @@ class DataLoader:
         self.shuffle_buffer = int(shuffle_buffer)
         if streaming is None and isinstance(dataset, (str, os.PathLike)):
             text = os.fspath(dataset)
+            if _prep_tar_output(text):  # `fastprep prep --sink webdataset` output
+                dataset = os.path.join(text, "shard-*.tar")
+                text = os.fspath(dataset)
             streaming = source_kind(text) == "tar" and not os.path.isdir(text)
         if streaming:
             if weights is not None or sampler is not None:
@@ -514,6 +518,15 @@ class DataLoader:
             warnings.warn(
                 f"fastprep: sample {key} replaced: {reason}", RuntimeWarning, stacklevel=3
             )
+
+
+def _prep_tar_output(path: str) -> bool:
+    manifest = os.path.join(path, "manifest.json")
+    if not (os.path.isdir(path) and os.path.exists(manifest)):
+        return False
+    with open(manifest, encoding="utf-8") as f:
+        outputs = json.load(f).get("outputs", [])
+    return bool(outputs) and all(o["file"].endswith(".tar") for o in outputs)
 
 
 def _readable(dataset: Any) -> bool:
