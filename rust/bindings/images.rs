@@ -176,8 +176,8 @@ fn extract_options(options: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult
 }
 
 /// Encodes fixed-size RGB pixels (a `fixed_size_list<uint8>[height*width*3]`
-/// column, e.g. a fixed-shape tensor's storage) as JPEG or lossy WebP bytes
-/// that carry no metadata. Null pixels (or an encoder failure) give null.
+/// column, e.g. a fixed-shape tensor's storage) as JPEG, lossy WebP or PNG
+/// bytes that carry no metadata. Null pixels (or an encoder failure) give null.
 #[pyfunction]
 #[pyo3(signature = (pixels, height, width, format="jpeg", quality=90, num_threads=None))]
 fn encode_images<'py>(
@@ -197,9 +197,10 @@ fn encode_images<'py>(
     let format = match format {
         "jpeg" => EncodeFormat::Jpeg,
         "webp" => EncodeFormat::Webp,
+        "png" => EncodeFormat::Png,
         other => {
             return Err(PyValueError::new_err(format!(
-                "format must be 'jpeg' or 'webp', got {other:?}"
+                "format must be 'jpeg', 'webp' or 'png', got {other:?}"
             )))
         }
     };

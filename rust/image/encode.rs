@@ -91,11 +91,29 @@ pub fn encode_webp(
         .map_err(|e| DecodeError::Internal(format!("WebP encoding failed: {e:?}")))
 }
 
+/// Encodes packed RGB8 as a lossless PNG (the `png` crate through `image`).
+pub fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, DecodeError> {
+    use image::ImageEncoder;
+
+    if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
+        return Err(DecodeError::Internal(
+            "pixel buffer does not match its size".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(rgb, width, height, image::ExtendedColorType::Rgb8)
+        .map_err(|e| DecodeError::Internal(format!("PNG encoding failed: {e}")))?;
+    Ok(out)
+}
+
 /// Output formats for [`encode`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncodeFormat {
     Jpeg,
     Webp,
+    /// Lossless; `quality` is ignored.
+    Png,
 }
 
 /// Encodes packed RGB8 in `format` at `quality` (1-100).
@@ -109,6 +127,7 @@ pub fn encode(
     match format {
         EncodeFormat::Jpeg => encode_jpeg(rgb, width, height, quality),
         EncodeFormat::Webp => encode_webp(rgb, width, height, quality),
+        EncodeFormat::Png => encode_png(rgb, width, height),
     }
 }
 
@@ -152,27 +171,25 @@ mod tests {
 
     #[test]
     fn webp_round_trips_without_metadata() {
-        let (w, h) = (40u32, 24u32);
-        let rgb: Vec<u8> = (0..h)
-            .flat_map(|y| (0..w).flat_map(move |x| [(x * 5) as u8, (y * 8) as u8, 128]))
-            .collect();
-        let webp = encode(&rgb, w, h, EncodeFormat::Webp, 95).unwrap();
+        let rgb = gradient();
+        let webp = encode(&rgb, W, H, EncodeFormat::Webp, 95).unwrap();
         assert_eq!(&webp[..4], b"RIFF");
         assert_eq!(
             &webp[8..16],
             b"WEBPVP8 ",
             "simple lossy file: no VP8X, so no EXIF/XMP"
         );
-        let back = decode(&webp, &ImageOptions::default(), 0).result.unwrap();
-        assert_eq!((back.width, back.height), (w, h));
-        let err: f64 = back
-            .data
-            .iter()
-            .zip(&rgb)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
-            .sum::<f64>()
-            / rgb.len() as f64;
+        let err = decoded_error(&webp, &rgb);
         assert!(err < 4.0, "mean error {err}");
-        assert!(encode_webp(&rgb, w, h + 1, 90).is_err());
+        assert!(encode_webp(&rgb, W, H + 1, 90).is_err());
+    }
+
+    #[test]
+    fn png_is_lossless() {
+        let rgb = gradient();
+        let png = encode(&rgb, W, H, EncodeFormat::Png, 1).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert_eq!(decoded_error(&png, &rgb), 0.0);
+        assert!(encode_png(&rgb, W, H + 1).is_err());
     }
 }

@@ -17,13 +17,15 @@ import io
 import json
 import os
 import struct
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from fastprep import _core
+from fastprep.pipeline.job import atomic
 
 __all__ = ["write_report"]
 
@@ -80,40 +82,19 @@ def _pct(part: float, whole: float) -> str:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    """Writes under a temporary name, then renames: never a half-written file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic(path, write)
 
 
 def _png(rgb: np.ndarray) -> bytes:
-    """Encodes an ``HxWx3`` uint8 array as PNG (8-bit RGB, 'Up' row filter)."""
+    """Encodes an ``HxWx3`` uint8 array as PNG (the Rust core's encoder)."""
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     h, w, _ = rgb.shape
-    rows = rgb.reshape(h, w * 3)
-    up = np.empty((h, w * 3 + 1), dtype=np.uint8)
-    up[:, 0] = 2  # filter type 'Up': each byte minus the byte above, mod 256
-    up[:, 1:] = rows
-    up[1:, 1:] -= rows[:-1]
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
-
-    return b"".join(
-        (
-            b"\x89PNG\r\n\x1a\n",
-            chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)),
-            chunk(b"IDAT", zlib.compress(up.tobytes(), 6)),
-            chunk(b"IEND", b""),
-        )
-    )
+    pixels = pa.FixedSizeListArray.from_arrays(pa.array(rgb.reshape(-1)), h * w * 3)
+    return _core.encode_images(pa.chunked_array([pixels]), h, w, "png")[0].as_py()
 
 
 def _as_rgb(image: Any) -> np.ndarray | None:
