@@ -303,50 +303,19 @@ def test_cli_engine_ray_runs_the_same_job(tmp_path):
 
     from fastprep.cli import demo_corpus
 
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "fastprep", "prep", demo_corpus(), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
     outputs = {}
     for engine in ("local", "ray"):
         out = tmp_path / engine
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fastprep",
-                "prep",
-                demo_corpus(),
-                "--out",
-                str(out),
-                "--size",
-                "32",
-                "--quiet",
-                "--no-report",
-                "--engine",
-                engine,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        proc = cli("--out", str(out), "--size", "32", "--quiet", "--no-report", "--engine", engine)
         assert proc.returncode == 0, proc.stderr
         outputs[engine] = json.loads((out / "manifest.json").read_text())
     for field in ("totals", "outputs", "vocabulary"):
         assert outputs["ray"][field] == outputs["local"][field]
-    resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fastprep",
-            "prep",
-            demo_corpus(),
-            "--out",
-            str(tmp_path / "x"),
-            "--engine",
-            "ray",
-            "--resume",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = cli("--out", str(tmp_path / "x"), "--engine", "ray", "--resume")
     assert resumed.returncode == 2 and "--resume is not available" in resumed.stderr
 
 

@@ -286,6 +286,9 @@ def _run_chromium(binary: str, profile: str, *args: str) -> subprocess.Completed
 def test_report_renders_in_chromium(report, tmp_path):
     binary = _chromium()
     if binary is None:
+        # scripts/test.sh installs Chromium, so under CI a missing browser is a failure.
+        if os.environ.get("CI"):
+            pytest.fail("no chromium binary under CI: scripts/test.sh should have installed it")
         pytest.skip("no chromium binary (apt-get install chromium) for the browser test")
     _, path, _ = report
     url = pathlib.Path(path).absolute().as_uri()

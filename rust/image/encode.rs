@@ -17,6 +17,16 @@ impl Drop for Compressor {
     }
 }
 
+/// Every encoder takes packed RGB8 of exactly `width` x `height` pixels.
+fn check_rgb(rgb: &[u8], width: u32, height: u32) -> Result<(), DecodeError> {
+    if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
+        return Err(DecodeError::Internal(
+            "pixel buffer does not match its size".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Encodes packed RGB8 as a baseline 4:2:0 JPEG at `quality` (1-100).
 pub fn encode_jpeg(
     rgb: &[u8],
@@ -24,11 +34,7 @@ pub fn encode_jpeg(
     height: u32,
     quality: u8,
 ) -> Result<Vec<u8>, DecodeError> {
-    if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
-        return Err(DecodeError::Internal(
-            "pixel buffer does not match its size".into(),
-        ));
-    }
+    check_rgb(rgb, width, height)?;
     // SAFETY: plain constructor; null means out of memory.
     let handle = Compressor(unsafe { tj::tj3Init(tj::TJINIT_TJINIT_COMPRESS as i32) });
     if handle.0.is_null() {
@@ -80,11 +86,7 @@ pub fn encode_webp(
     height: u32,
     quality: u8,
 ) -> Result<Vec<u8>, DecodeError> {
-    if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
-        return Err(DecodeError::Internal(
-            "pixel buffer does not match its size".into(),
-        ));
-    }
+    check_rgb(rgb, width, height)?;
     webp::Encoder::from_rgb(rgb, width, height)
         .encode_simple(false, f32::from(quality.clamp(1, 100)))
         .map(|memory| memory.to_vec())
@@ -95,11 +97,7 @@ pub fn encode_webp(
 pub fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, DecodeError> {
     use image::ImageEncoder;
 
-    if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
-        return Err(DecodeError::Internal(
-            "pixel buffer does not match its size".into(),
-        ));
-    }
+    check_rgb(rgb, width, height)?;
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(rgb, width, height, image::ExtendedColorType::Rgb8)

@@ -466,7 +466,8 @@ def prep(
             table = table.append_column("labels", labels.column("labels")).append_column(
                 "num_labels", labels.column("num_labels")
             )
-            table = table.filter(pa.array(keep))
+            if not keep.all():  # a part kept whole stays a view of the mapped file
+                table = table.filter(pa.array(keep))
             labels_per_record.update(table.column("num_labels").to_numpy().tolist())
             start = 0
             while start < table.num_rows:
