@@ -1,0 +1,30 @@
+"""The package's exceptions: every one derives from :class:`FastprepError`,
+so a caller (the CLI among them) can catch fastprep's own failures in one
+``except`` while the builtin base (``ValueError``, ``FileExistsError`` ...)
+keeps older ``except`` clauses working."""
+
+from __future__ import annotations
+
+
+class FastprepError(Exception):
+    """Base of every exception fastprep raises on purpose."""
+
+
+class DecodeError(FastprepError, ValueError):
+    """Raised by :func:`fastprep.decode_image` when one image cannot be decoded."""
+
+
+class SettingsError(FastprepError, ValueError):
+    """A job setting is out of range or inconsistent (raised before any work)."""
+
+
+class OutputExistsError(FastprepError, FileExistsError):
+    """The output folder already holds a run and neither resume nor overwrite was asked."""
+
+
+class ResumeMismatchError(FastprepError, ValueError):
+    """``resume=True`` on a run with other settings or another source."""
+
+
+class EngineUnavailableError(FastprepError, ImportError):
+    """An engine's library (Ray, PySpark) is not installed."""
