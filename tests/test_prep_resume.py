@@ -17,8 +17,8 @@ from fastprep.pipeline.stages import ImageStage
 from PIL import Image
 from test_pipeline import corpus_records, write_folder
 
-# Shards are written by the shared job module's atomic writers.
-job_module = importlib.import_module("fastprep.pipeline.job")
+# Shards are written by the shared I/O module's atomic writers.
+job_module = importlib.import_module("fastprep.pipeline.io")
 
 OPTIONS = {"size": 48, "records_per_shard": 3, "batch_size": 4, "min_quality": 0}
 

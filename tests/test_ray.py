@@ -315,8 +315,15 @@ def test_cli_engine_ray_runs_the_same_job(tmp_path):
         outputs[engine] = json.loads((out / "manifest.json").read_text())
     for field in ("totals", "outputs", "vocabulary"):
         assert outputs["ray"][field] == outputs["local"][field]
-    resumed = cli("--out", str(tmp_path / "x"), "--engine", "ray", "--resume")
-    assert resumed.returncode == 2 and "--resume is not available" in resumed.stderr
+    # --resume works on every engine (a finished run is returned as it is) ...
+    resumed = cli("--out", str(tmp_path / "ray"), "--size", "32", "--quiet", "--no-report",
+                  "--engine", "ray", "--resume")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((tmp_path / "ray" / "manifest.json").read_text()) == outputs["ray"]
+    # ... and a flag of another engine is refused in one line.
+    refused = cli("--out", str(tmp_path / "x"), "--engine", "ray", "--threads", "2")
+    assert refused.returncode == 2
+    assert "--threads is not available with --engine ray" in refused.stderr
 
 
 def test_prep_ray_keeps_a_labelled_copy_as_prep_does(cluster, tmp_path):

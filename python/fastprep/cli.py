@@ -11,7 +11,6 @@ written atomically) and ``--resume`` continues.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -19,13 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastprep import _core
+from fastprep.errors import FastprepError
 from fastprep.images import FILTERS, MODES, decode_images, sample_images
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-class CommandError(Exception):
+class CommandError(FastprepError):
     """A user-facing error: printed as one line, exit status 2."""
 
 
@@ -79,26 +79,6 @@ def _check_source(path: str) -> None:
         raise CommandError(f"cannot read source: {path}")
 
 
-def _consent_rules(specs: list[str] | None) -> tuple:
-    """``COLUMN=VALUE[:REASON]`` -> rules; VALUE is parsed as JSON when it can be."""
-    from fastprep.pipeline.stages import DEFAULT_RULES, ConsentRule
-
-    if not specs:
-        return DEFAULT_RULES
-    rules = []
-    for spec in specs:
-        column, sep, rest = spec.partition("=")
-        if not sep or not column:
-            raise CommandError(f"--drop-if expects COLUMN=VALUE[:REASON], got {spec!r}")
-        value_text, _, reason = rest.partition(":")
-        try:
-            value = json.loads(value_text)
-        except json.JSONDecodeError:
-            value = value_text
-        rules.append(ConsentRule(column, (value,), reason or f"{column}={value_text}"))
-    return tuple(rules)
-
-
 def _read_hash_list(path: str | None) -> list[str]:
     if path is None:
         return []
@@ -129,83 +109,72 @@ def _print_result(result, out=sys.stdout) -> None:
         print(f"  report:   {result.report}", file=out)
 
 
-def _prep_options(args: argparse.Namespace) -> dict:
+def _run_options(args: argparse.Namespace) -> dict:
+    """How the job runs (not what it writes)."""
     return {
-        "size": args.size,
-        "mode": args.mode,
-        "records_per_shard": args.records_per_shard,
-        "row_group_size": args.row_group_size,
-        "dedup_radius": None if args.no_dedup else args.dedup_radius,
-        "min_quality": args.min_quality,
-        "eval_source": args.eval,
-        "eval_radius": args.eval_radius,
-        "opt_out_hashes": _read_hash_list(args.opt_out_list),
-        "opt_out_radius": args.opt_out_radius,
-        "top_k": args.top_k,
-        "min_count": args.min_count,
-        "drop_unlabeled": not args.keep_unlabeled,
-        "image_format": args.image_format,
-        "quality": args.quality,
-        "sink": args.sink,
-        "consent_rules": _consent_rules(args.drop_if),
-        "batch_size": args.batch_size,
-        "num_threads": args.threads,
         "resume": args.resume,
         "overwrite": args.overwrite,
         "report": not args.no_report,
         "progress": not args.quiet,
-        "source_options": {
-            "image_column": args.image_column,
-            "caption_column": args.caption_column,
-            "key_column": args.key_column,
-        },
     }
 
 
+#: Engine flags: which engine each belongs to (a flag of another engine is an error).
+_ENGINE_FLAGS = {
+    "threads": ("--threads", "local"),
+    "ray_address": ("--ray-address", "ray"),
+    "num_cpus": ("--num-cpus", "ray"),
+    "concurrency": ("--concurrency", "ray"),
+    "spark_master": ("--spark-master", "spark"),
+}
+
+
+def _engine(args: argparse.Namespace):
+    """The engine ``--engine`` names, configured by its own flags."""
+    for name, (flag, owner) in _ENGINE_FLAGS.items():
+        if getattr(args, name, None) is not None and owner != args.engine:
+            raise CommandError(f"{flag} is not available with --engine {args.engine}")
+    if args.engine == "local":
+        from fastprep.pipeline import LocalEngine
+
+        return LocalEngine(num_threads=args.threads)
+    try:
+        if args.engine == "ray":
+            from fastprep.ray import RayEngine
+
+            return RayEngine(
+                address=args.ray_address, num_cpus=args.num_cpus or 1, concurrency=args.concurrency
+            )
+        from fastprep.spark import SparkEngine
+
+        return SparkEngine(master=args.spark_master)
+    except ImportError as error:
+        raise CommandError(
+            f"--engine {args.engine} needs {args.engine}: pip install 'fastprep[{args.engine}]' "
+            f"({error})"
+        ) from None
+
+
 def _prep(args: argparse.Namespace) -> int:
-    from fastprep.pipeline import prep
+    from fastprep.pipeline import PrepSettings, prep
 
     _check_source(args.source)
     if args.eval:
         _check_source(args.eval)
-    options = _prep_options(args)
-    if args.engine == "ray":
-        result = _prep_on_ray(args, options)
-    else:
-        result = prep(args.source, args.out, **options)
+    settings = PrepSettings.from_cli(args, _read_hash_list(args.opt_out_list))
+    result = prep(args.source, args.out, settings, engine=_engine(args), **_run_options(args))
     _print_result(result)
     return 0
 
 
-def _prep_on_ray(args: argparse.Namespace, options: dict):
-    """The same job on a Ray cluster (``--ray-address``, or a local one)."""
-    for flag, name in (("--resume", "resume"), ("--threads", "num_threads")):
-        if options.get(name):
-            raise CommandError(f"{flag} is not available with --engine ray")
-    try:
-        import ray
-
-        from fastprep.ray import prep_ray
-    except ImportError as error:
-        raise CommandError(
-            f"--engine ray needs Ray: pip install 'fastprep[ray]' ({error})"
-        ) from None
-    for name in ("resume", "report", "progress", "num_threads"):
-        options.pop(name)
-    ray.init(address=args.ray_address, log_to_driver=False, include_dashboard=False)
-    try:
-        return prep_ray(args.source, args.out, **options)
-    finally:
-        ray.shutdown()
-
-
 def _demo(args: argparse.Namespace) -> int:
-    from fastprep.pipeline import prep
+    from fastprep.pipeline import PrepSettings, prep
 
-    options = _prep_options(args)
-    options.update(eval_source=demo_eval_set(), overwrite=not args.resume)
+    settings = PrepSettings.from_cli(args, _read_hash_list(args.opt_out_list))
+    settings = settings.replace(eval_source=demo_eval_set())
+    options = _run_options(args) | {"overwrite": not args.resume}
     print(f"fastprep demo: preparing the bundled sample corpus {demo_corpus()}")
-    result = prep(demo_corpus(), args.out, **options)
+    result = prep(demo_corpus(), args.out, settings, engine=_engine(args), **options)
     _print_result(result)
     print(
         "  shards:   "
@@ -259,7 +228,9 @@ def _dedup(args: argparse.Namespace) -> int:
     from fastprep.pipeline.progress import Progress
 
     def hashes_of(source: str, label: str) -> tuple[list, list, list]:
-        keys, pdq, errors = [], [], []
+        keys: list[str] = []
+        pdq: list[bytes] = []
+        errors: list[tuple[str, str]] = []
         progress = Progress(label, enabled=not args.quiet)
         for batch in open_source(source, batch_size=args.batch_size):
             hashed = hash_images(batch.column("image"), hashes=["pdq"], num_threads=args.threads)
@@ -391,16 +362,22 @@ def _add_prep_options(parser: argparse.ArgumentParser) -> None:
         default="parquet",
         help="shard format: Parquet, Arrow IPC (fastest, memory-mapped), WebDataset tar",
     )
-    parser.add_argument("--threads", type=_positive, default=None, help="Rust threads")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.add_argument(
-        "--engine", choices=("local", "ray"), default="local", help="where the job runs"
+    engines = parser.add_argument_group("engine (where the job runs; outputs do not depend on it)")
+    engines.add_argument("--engine", choices=("local", "ray", "spark"), default="local")
+    engines.add_argument("--threads", type=_positive, default=None, help="local: Rust threads")
+    engines.add_argument(
+        "--ray-address", default=None, help="ray: cluster to join (default: start a local one)"
     )
-    parser.add_argument(
-        "--ray-address", default=None, help="Ray cluster to join (default: start a local one)"
+    engines.add_argument("--num-cpus", type=_positive, default=None, help="ray: CPUs per task")
+    engines.add_argument("--concurrency", type=_positive, default=None, help="ray: tasks in flight")
+    engines.add_argument(
+        "--spark-master",
+        default=None,
+        help="spark: master URL (default: active session or local[*])",
     )
     _add_source_columns(parser)
 
@@ -472,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as error:
         print(f"{name}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except (OSError, ValueError, KeyError) as error:
+    except (FastprepError, OSError, ValueError, KeyError) as error:
         # FileNotFoundError, OutputExistsError, ResumeMismatchError, bad columns...
         if os.environ.get("FASTPREP_DEBUG"):
             raise

@@ -28,3 +28,17 @@ class ResumeMismatchError(FastprepError, ValueError):
 
 class EngineUnavailableError(FastprepError, ImportError):
     """An engine's library (Ray, PySpark) is not installed."""
+
+
+def require_engine(module: str, library: str, extra: str, package: str) -> None:
+    """Imports ``module``, or says how to install it: engine packages call
+    this before anything else."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineUnavailableError(
+            f"fastprep.{extra} needs {library}, which is not installed: "
+            f"pip install 'fastprep[{extra}]' (or pip install '{package}')"
+        ) from exc

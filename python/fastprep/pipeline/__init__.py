@@ -1,11 +1,17 @@
 """The preparation pipeline: sources -> per-batch stages -> shards.
 
-Every stage works on one Arrow record batch (see :mod:`.stages`), so the same
-code runs in the local loop of :func:`prep` and on distributed workers.
+Every stage works on one Arrow record batch (see :mod:`.stages`); the job
+(:func:`prep`) is written once and run by an engine (:class:`LocalEngine`
+here; :class:`fastprep.ray.RayEngine`, :class:`fastprep.spark.SparkEngine`).
 """
 
-from fastprep.pipeline.job import OutputExistsError, PrepResult, ResumeMismatchError
+from fastprep.errors import OutputExistsError, ResumeMismatchError
+from fastprep.pipeline.decisions import Decision
+from fastprep.pipeline.engine import Engine
+from fastprep.pipeline.local import LocalEngine
+from fastprep.pipeline.outputs import PrepResult
 from fastprep.pipeline.prep import prep
+from fastprep.pipeline.settings import PrepSettings, ShardSpec
 from fastprep.pipeline.sources import (
     count_records,
     folder_source,
@@ -17,10 +23,15 @@ from fastprep.pipeline.stages import ConsentRule, ImageStage, consent_reasons, h
 
 __all__ = [
     "ConsentRule",
+    "Decision",
+    "Engine",
     "ImageStage",
+    "LocalEngine",
     "OutputExistsError",
     "PrepResult",
+    "PrepSettings",
     "ResumeMismatchError",
+    "ShardSpec",
     "consent_reasons",
     "count_records",
     "folder_source",

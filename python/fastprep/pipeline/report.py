@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fastprep import _core
-from fastprep.pipeline.job import atomic
+from fastprep.pipeline.io import atomic
 
 __all__ = ["write_report"]
 

@@ -148,7 +148,7 @@ def _tar_records(shard: str) -> Iterator[dict[str, Any]]:
     def record() -> dict[str, Any]:
         image = next((group[e] for e in group if "." + e in IMAGE_EXTENSIONS), None)
         row = _sidecar(group.get("txt"), group.get("json"))
-        row.update(key=text_name(key), source=text_name(shard), image=image)
+        row.update(key=text_name(key or ""), source=text_name(shard), image=image)
         return row
 
     members = 0
@@ -332,7 +332,7 @@ def count_records(spec: str | os.PathLike) -> int | None:
             total = 0
             for shard in _expand(text):
                 with tarfile.open(shard) as tar:
-                    keys = []
+                    keys: list[str] = []
                     for member in tar:
                         if member.isfile():
                             directory, base = os.path.split(member.name)

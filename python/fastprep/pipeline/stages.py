@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fastprep.errors import SettingsError
 from fastprep.hashtags import HashtagNormalizer, extract_hashtags
 from fastprep.images import decode_images
 
@@ -26,6 +27,20 @@ class ConsentRule:
     drop_values: tuple = (False,)
     reason: str = "not_public"
     drop_missing: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> ConsentRule:
+        """``COLUMN=VALUE[:REASON]`` (the CLI's ``--drop-if``); VALUE is read
+        as JSON when it can be (``false``, ``1``), else as text."""
+        column, sep, rest = spec.partition("=")
+        if not sep or not column:
+            raise SettingsError(f"--drop-if expects COLUMN=VALUE[:REASON], got {spec!r}")
+        value_text, _, reason = rest.partition(":")
+        try:
+            value = json.loads(value_text)
+        except json.JSONDecodeError:
+            value = value_text
+        return cls(column, (value,), reason or f"{column}={value_text}")
 
 
 DEFAULT_RULES = (
@@ -45,6 +60,18 @@ class ImageStage:
     max_pixels: int = 178_956_970
     num_threads: int | None = None
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, num_threads: int | None = None, **options: Any) -> ImageStage:
+        """The stage from :func:`fastprep.decode_images` keywords (the ones
+        it has no field for travel in ``extra``); every engine's image stage
+        is built this way, so its options are spelled once."""
+        names = {"size", "mode", "filter", "hashes", "max_pixels"}
+        fields = {k: v for k, v in options.items() if k in names}
+        if "hashes" in fields:
+            fields["hashes"] = tuple(fields["hashes"])
+        extra = {k: v for k, v in options.items() if k not in names}
+        return cls(num_threads=num_threads, extra=extra, **fields)
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         images = batch.column("image")

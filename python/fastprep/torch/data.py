@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fastprep.pipeline.job import read_arrow
+from fastprep.pipeline.io import read_arrow
 from fastprep.pipeline.sources import IMAGE_EXTENSIONS, source_kind, text_name
 
 IMAGE_COLUMNS = ("jpg", "jpeg", "webp", "png", "image")

@@ -1,0 +1,158 @@
+"""Writing and reading a run's files: every write goes to a temporary name
+and is renamed, so an interrupted run never leaves a half-written file.
+Shards are written here in the sink's format (:func:`write_shard`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fastprep import _core
+from fastprep.pipeline.settings import ShardSpec
+
+#: Staged parts are Arrow IPC files: written and memory-mapped back at copy
+#: speed (a Parquet round trip of 224x224 pixel tensors cost ~8 ms a record).
+STAGED_SUFFIX = ".arrow"
+
+
+def atomic(path: str, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` then rename to ``path``; the temporary file is removed
+    if writing fails or is interrupted (Ctrl-C)."""
+    tmp = path + ".tmp"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _bulky(field: pa.Field) -> bool:
+    """Pixel and image-bytes columns: dictionaries and statistics only cost there."""
+    kind = field.type.storage_type if isinstance(field.type, pa.ExtensionType) else field.type
+    return (
+        pa.types.is_fixed_size_list(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or (pa.types.is_fixed_size_binary(kind) and kind.byte_width > 64)
+    )
+
+
+def atomic_parquet(table: pa.Table | pa.RecordBatch, path: str, row_group_size: int) -> None:
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    small = [f.name for f in table.schema if not _bulky(f)]
+    pixels = {
+        f.name: "PLAIN"
+        for f in table.schema
+        if _bulky(f) and not pa.types.is_binary(getattr(f.type, "storage_type", f.type))
+    }
+    options = {
+        "row_group_size": row_group_size,
+        "use_dictionary": small,
+        "write_statistics": small,
+        # Pixel lists: plain pages (measured 4.3x faster to write than the
+        # default dictionary attempt, and as small: pixels do not repeat).
+        "column_encoding": pixels or None,
+    }
+    atomic(path, lambda tmp: pq.write_table(table, tmp, **options))
+
+
+def atomic_arrow(table: pa.Table | pa.RecordBatch, path: str) -> None:
+    """An Arrow IPC file: the fastest to write, and memory-mapped on read."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+
+    def write(tmp: str) -> None:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+    atomic(path, write)
+
+
+def read_arrow(path: str, columns: list[str] | None = None) -> pa.Table:
+    """An Arrow IPC file, memory-mapped: no copy of its buffers."""
+    with pa.memory_map(path) as source:
+        table = pa.ipc.open_file(source).read_all()
+    return table.select(columns) if columns else table
+
+
+def arrow_schema(path: str) -> pa.Schema:
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).schema
+
+
+def atomic_json(data: Any, path: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+
+    atomic(path, write)
+
+
+def atomic_tar(table: pa.Table, path: str, image_column: str) -> None:
+    """A WebDataset shard: ``key.<jpg|webp>``, ``key.txt`` (caption) and
+    ``key.json`` (every other column that is JSON-friendly)."""
+    meta_columns = [n for n in table.schema.names if n not in (image_column, "caption")]
+    rows = table.select(meta_columns).to_pylist()
+    images = table.column(image_column).to_pylist()
+    captions = table.column("caption").to_pylist()
+
+    def write(tmp: str) -> None:
+        with tarfile.open(tmp, "w") as tar:
+            for row, image, caption in zip(rows, images, captions):
+                key = str(row["key"]).replace("/", "_").replace(".", "_")
+                meta = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in row.items()}
+                for suffix, data in (
+                    (image_column, image or b""),
+                    ("txt", (caption or "").encode()),
+                    ("json", json.dumps(meta).encode()),
+                ):
+                    info = tarfile.TarInfo(f"{key}.{suffix}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+
+    atomic(path, write)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns in its order, nulls where missing."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.schema.names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_shard(table: pa.Table, path: str, spec: ShardSpec, num_threads: int | None) -> None:
+    """One output shard: pixels kept as a tensor or re-encoded (no metadata),
+    then written atomically in the sink's format."""
+    image_column = spec.image_column
+    if spec.image_format != "tensor":
+        height, width = (spec.size, spec.size) if isinstance(spec.size, int) else spec.size
+        pixels = table.column("pixels")
+        encoded = _core.encode_images(
+            pa.chunked_array([c.storage for c in pixels.chunks], type=pixels.type.storage_type),
+            height,
+            width,
+            spec.image_format,
+            spec.quality,
+            num_threads,
+        )
+        table = table.drop_columns(["pixels"]).append_column(image_column, encoded)
+    if spec.sink == "webdataset":
+        atomic_tar(table, path, image_column)
+    elif spec.sink == "arrow":
+        atomic_arrow(table, path)
+    else:
+        atomic_parquet(table, path, spec.row_group_size)

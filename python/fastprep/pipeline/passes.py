@@ -1,0 +1,270 @@
+"""The per-part steps of a prep run, the same on every engine: each is a
+plain function of picklable arguments, run by an engine wherever it runs
+things (a thread here, a Ray task, a Spark task) on files under the run's
+``_staging`` folder (a path every worker can reach).
+
+* :func:`stage_part` (pass 1): consent filter, decode + resize + hash,
+  hashtags; stages the part as Arrow IPC with a ``.done`` marker written
+  last, so a resumed run skips it.
+* :func:`label_part`: vocabulary labels per staged record.
+* :func:`write_planned_shard` (pass 2): one final shard from pieces of
+  staged parts; a resumed run keeps shards already written.
+* :func:`hash_eval_part`: the eval set's PDQ hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fastprep import distributed
+from fastprep.errors import ResumeMismatchError
+from fastprep.hashtags import HashtagNormalizer, Vocabulary, label_captions
+from fastprep.images import hash_images
+from fastprep.pipeline.decisions import ShardPlan, decode_reason
+from fastprep.pipeline.io import (
+    STAGED_SUFFIX,
+    atomic_arrow,
+    atomic_json,
+    conform,
+    read_arrow,
+    write_shard,
+)
+from fastprep.pipeline.outputs import DROP_SCHEMA, drop_table
+from fastprep.pipeline.settings import PrepSettings, ShardSpec
+from fastprep.pipeline.stages import ImageStage, consent_reasons, hashtag_stage
+
+#: Per staged record, what the driver keeps for the corpus-wide decisions
+#: (~100 bytes a record).
+STATE_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("source", pa.string()),
+        ("xxh3_128", pa.binary(16)),
+        ("pdq", pa.binary(32)),
+        ("pdq_quality", pa.uint8()),
+        ("source_width", pa.uint32()),
+        ("source_height", pa.uint32()),
+    ]
+)
+
+
+def as_batch(data: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
+    """One record batch (zero-copy when every column has a single chunk)."""
+    if isinstance(data, pa.RecordBatch):
+        return data
+    data = data.combine_chunks()
+    batches = data.to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=data.schema)
+
+
+def part_path(staging: str, part: int) -> str:
+    return os.path.join(staging, f"part-{part:06d}{STAGED_SUFFIX}")
+
+
+def _keys_digest(keys: pa.Array | pa.ChunkedArray) -> str:
+    """Fingerprint of a batch's keys: resume checks the source is unchanged."""
+    joined = "\x00".join("" if k is None else k for k in keys.to_pylist()).encode()
+    return hashlib.blake2b(joined, digest_size=16).hexdigest()
+
+
+# ---------------------------------------------------------------------- pass 1
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """What every per-part step needs (sent once to each task)."""
+
+    staging: str
+    settings: PrepSettings
+    resume: bool = False
+    num_threads: int | None = None
+    source_name: str = "<batches>"
+
+
+@dataclass
+class PartResult:
+    """What pass 1 returns to the driver for one part."""
+
+    part: int
+    input: int
+    staged: bool
+    state: pa.Table
+    dropped: pa.Table
+    counts: bytes
+
+
+def process_part(
+    batch: pa.RecordBatch, stage: ImageStage, normalizer: HashtagNormalizer, consent_rules: tuple
+) -> tuple[pa.Table | None, pa.Table]:
+    """One source batch -> (staged records or None, dropped records)."""
+    reasons = consent_reasons(batch, consent_rules)
+    if "record_error" in batch.schema.names:
+        # Unreadable metadata (consent unknown: never kept blind) or an
+        # unreadable part of the source: dropped with the source's reason.
+        errors = batch.column("record_error").to_numpy(zero_copy_only=False)
+        bad = np.array([e is not None for e in errors], dtype=bool)
+        reasons[bad] = errors[bad]
+        batch = batch.drop_columns(["record_error"])
+    refused = pa.array(np.flatnonzero(reasons != None), pa.int64())  # noqa: E711 (elementwise)
+    drops = [
+        drop_table(
+            pc.take(batch.column("key"), refused),
+            pc.take(batch.column("source"), refused),
+            reasons[refused.to_numpy()],
+        )
+    ]
+    consented = batch.filter(pa.array(reasons == None))  # noqa: E711
+    if consented.num_rows == 0:
+        return None, drops[0]
+    processed = stage(consented)
+    failed = pc.is_valid(processed.column("error"))
+    bad = processed.filter(failed)
+    drops.append(
+        drop_table(
+            bad.column("key"),
+            bad.column("source"),
+            (decode_reason(e) for e in bad.column("error").to_pylist()),
+        )
+    )
+    ok = processed.filter(pc.invert(failed))
+    if ok.num_rows == 0:
+        return None, pa.concat_tables(drops)
+    table = pa.Table.from_batches([ok]).append_column("hashtags", hashtag_stage(ok, normalizer))
+    return table.drop_columns(["error"]), pa.concat_tables(drops)
+
+
+def _staged_or_done(context: PassContext, part: int, batch: pa.RecordBatch):
+    """The part's staged records and drops: read back when a resumed run
+    finished it (its ``.done`` marker exists), else computed and staged."""
+    base = part_path(context.staging, part)[: -len(STAGED_SUFFIX)]
+    digest = _keys_digest(batch.column("key"))
+    if context.resume and os.path.exists(base + ".done"):
+        with open(base + ".done", encoding="utf-8") as f:
+            done = json.load(f)
+        if done["keys"] != digest or done["input"] != batch.num_rows:
+            raise ResumeMismatchError(
+                f"cannot resume: source batch {part} differs from the interrupted run's"
+            )
+        staged = read_arrow(base + STAGED_SUFFIX) if done["staged"] else None
+        return staged, read_arrow(base + ".dropped" + STAGED_SUFFIX)
+    settings = context.settings
+    stage = ImageStage(
+        size=settings.size, mode=settings.mode, hashes=("xxh3", "pdq"),
+        num_threads=context.num_threads,
+    )  # fmt: skip
+    staged, dropped = process_part(
+        batch, stage, settings.hashtag_normalizer, settings.consent_rules
+    )
+    if staged is not None:
+        atomic_arrow(staged, base + STAGED_SUFFIX)
+    atomic_arrow(dropped, base + ".dropped" + STAGED_SUFFIX)
+    # The marker goes last: a part without it is redone on resume.
+    marker = {"input": batch.num_rows, "keys": digest, "staged": staged is not None}
+    atomic_json(marker, base + ".done")
+    return staged, dropped
+
+
+def stage_part(context: PassContext, part: int, data: pa.Table | pa.RecordBatch) -> PartResult:
+    """Pass 1 on one source batch (see the module docstring)."""
+    batch = as_batch(data)
+    if "_row" in batch.schema.names:  # numbering of earlier releases' Ray datasets
+        batch = batch.drop_columns(["_row"])
+    if "source" not in batch.schema.names:
+        names = pa.array([context.source_name] * batch.num_rows, pa.string())
+        batch = batch.append_column("source", names)
+    staged, dropped = _staged_or_done(context, part, batch)
+    counts = b""
+    state = STATE_SCHEMA.empty_table()
+    if staged is not None:
+        normalizer = context.settings.hashtag_normalizer
+        counts = distributed.partial_counts(
+            staged.column("caption"), normalizer, context.num_threads
+        )
+        state = staged.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
+    return PartResult(
+        part, batch.num_rows, staged is not None, state, dropped.cast(DROP_SCHEMA), counts
+    )
+
+
+# ---------------------------------------------------------------------- labels
+
+
+@lru_cache(maxsize=2)
+def _vocabulary(vocab_json: str) -> Vocabulary:
+    return Vocabulary.from_json(vocab_json)
+
+
+@dataclass(frozen=True)
+class LabelContext:
+    vocab_json: str
+    num_threads: int | None = None
+
+
+def label_part(context: LabelContext, path: str) -> np.ndarray:
+    """Vocabulary labels per record of one staged part."""
+    captions = read_arrow(path, columns=["caption"]).column("caption")
+    labels = label_captions(
+        captions, _vocabulary(context.vocab_json), num_threads=context.num_threads
+    )
+    return labels.column("num_labels").to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+# ---------------------------------------------------------------------- pass 2
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    out: str
+    parts: tuple[str, ...]  # staged part files, by part number
+    schema: pa.Schema  # every part's columns (batches may carry different metadata)
+    spec: ShardSpec
+    vocab_json: str
+    resume: bool = False
+    num_threads: int | None = None
+
+
+def _piece(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """Rows of a part; a contiguous run stays a view of the mapped file."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return table.slice(int(rows[0]), len(rows))
+    return table.take(pa.array(rows, pa.int64()))
+
+
+def write_planned_shard(context: WriteContext, plan: ShardPlan) -> dict:
+    """One final shard: the planned pieces, labelled, in the sink's format."""
+    name = context.spec.shard_name(plan.index)
+    path = os.path.join(context.out, name)
+    if not (context.resume and os.path.exists(path)):  # a resumed run keeps finished shards
+        vocab = _vocabulary(context.vocab_json)
+        tables = []
+        for piece in plan.pieces:
+            table = _piece(
+                conform(read_arrow(context.parts[piece.part]), context.schema), piece.rows
+            )
+            labels = label_captions(table.column("caption"), vocab, num_threads=context.num_threads)
+            table = table.append_column("labels", labels.column("labels"))
+            tables.append(table.append_column("num_labels", labels.column("num_labels")))
+        write_shard(pa.concat_tables(tables), path, context.spec, context.num_threads)
+    return {"file": name, "records": plan.records}
+
+
+# ---------------------------------------------------------------------- eval set
+
+
+def hash_eval_part(
+    num_threads: int | None, data: pa.Table | pa.RecordBatch
+) -> tuple[list[str], pa.Array]:
+    """Keys and PDQ hashes of one eval batch's decodable images."""
+    batch = as_batch(data)
+    hashed = hash_images(batch.column("image"), hashes=["pdq"], num_threads=num_threads)
+    good = pc.is_null(hashed.column("error"))
+    keys = pc.filter(batch.column("key"), good).cast(pa.string()).to_pylist()
+    return keys, pc.filter(hashed.column("pdq"), good)

@@ -1,0 +1,236 @@
+"""What a prep run does, as one frozen object: :class:`PrepSettings` (the
+job's settings, recorded in the manifest and compared on resume) and
+:class:`ShardSpec` (how one output shard is written). Engines never see
+keyword lists: they get these objects, so an option is spelled once."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import fastprep
+from fastprep.errors import SettingsError
+from fastprep.hashtags import HashtagNormalizer
+from fastprep.pipeline.stages import DEFAULT_RULES, ConsentRule
+
+IMAGE_FORMATS = ("tensor", "jpeg", "webp")
+SINKS = ("parquet", "arrow", "webdataset")
+SHARD_SUFFIX = {"parquet": "parquet", "arrow": "arrow", "webdataset": "tar"}
+IMAGE_COLUMN = {"tensor": "pixels", "jpeg": "jpg", "webp": "webp"}
+
+Size = Union[int, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """How a shard is written: the sink's file format, the image encoding
+    (``tensor`` keeps pixels), its quality, the pixel size and Parquet's
+    row-group size."""
+
+    sink: str = "parquet"
+    image_format: str = "tensor"
+    quality: int = 90
+    size: Size = 224
+    row_group_size: int = 1_000
+
+    @property
+    def suffix(self) -> str:
+        return SHARD_SUFFIX[self.sink]
+
+    @property
+    def image_column(self) -> str:
+        return IMAGE_COLUMN[self.image_format]
+
+    def shard_name(self, index: int) -> str:
+        return f"shard-{index:05d}.{self.suffix}"
+
+
+@dataclass(frozen=True)
+class PrepSettings:
+    """Every setting of a prep run that changes what it writes.
+
+    Groups: images (``size``, ``mode``), shards (``records_per_shard``,
+    ``row_group_size``, ``sink``, ``image_format``, ``quality``),
+    near-duplicates (``dedup_radius``: None turns it off, ``min_quality``),
+    the eval set (``eval_source``, ``eval_radius``), takedowns
+    (``opt_out_hashes``: hex xxh3-128 or PDQ, ``opt_out_radius``), the
+    vocabulary (``normalizer``, ``top_k``, ``min_count``,
+    ``drop_unlabeled``), consent (``consent_rules``, checked before any
+    decoding) and reading (``batch_size``, ``source_options`` for Parquet
+    column names). How and where it runs (threads, engine, resume, report,
+    progress) is not a setting: outputs do not depend on it.
+    """
+
+    size: Size = 224
+    mode: str = "center_crop"
+    records_per_shard: int = 10_000
+    row_group_size: int = 1_000
+    sink: str = "parquet"
+    image_format: str = "tensor"
+    quality: int = 90
+    dedup_radius: int | None = 31
+    min_quality: int = 50
+    eval_source: Any = None
+    eval_radius: int = 31
+    opt_out_hashes: tuple[str, ...] = ()
+    opt_out_radius: int = 31
+    normalizer: HashtagNormalizer | None = None
+    top_k: int | None = None
+    min_count: int = 1
+    drop_unlabeled: bool = True
+    consent_rules: tuple[ConsentRule, ...] = DEFAULT_RULES
+    batch_size: int = 256
+    source_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Normalised once, so equal settings compare (and record) equal.
+        hashes = tuple(sorted(h.strip().lower() for h in self.opt_out_hashes if h.strip()))
+        object.__setattr__(self, "opt_out_hashes", hashes)
+        object.__setattr__(self, "consent_rules", tuple(self.consent_rules))
+        object.__setattr__(self, "source_options", dict(self.source_options or {}))
+        if self.sink == "webdataset" and self.image_format == "tensor":
+            # WebDataset shards hold encoded images: JPEG unless WebP is asked.
+            object.__setattr__(self, "image_format", "jpeg")
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_options(cls, **options: Any) -> PrepSettings:
+        """From ``prep``'s keyword options (``jpeg_quality`` is an alias of
+        ``quality``); unknown names raise ``TypeError``, bad values
+        :class:`SettingsError`."""
+        alias = options.pop("jpeg_quality", None)
+        if alias:
+            options["quality"] = alias
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise TypeError(f"unknown prep setting(s): {', '.join(unknown)}")
+        settings = cls(**options)
+        settings.validate()
+        return settings
+
+    @classmethod
+    def from_cli(cls, args: argparse.Namespace, opt_out_hashes: Iterable[str] = ()) -> PrepSettings:
+        """From ``fastprep prep``'s parsed arguments."""
+        return cls.from_options(
+            size=args.size,
+            mode=args.mode,
+            records_per_shard=args.records_per_shard,
+            row_group_size=args.row_group_size,
+            dedup_radius=None if args.no_dedup else args.dedup_radius,
+            min_quality=args.min_quality,
+            eval_source=args.eval,
+            eval_radius=args.eval_radius,
+            opt_out_hashes=tuple(opt_out_hashes),
+            opt_out_radius=args.opt_out_radius,
+            top_k=args.top_k,
+            min_count=args.min_count,
+            drop_unlabeled=not args.keep_unlabeled,
+            image_format=args.image_format,
+            quality=args.quality,
+            sink=args.sink,
+            consent_rules=tuple(ConsentRule.parse(s) for s in args.drop_if)
+            if args.drop_if
+            else DEFAULT_RULES,
+            batch_size=args.batch_size,
+            source_options={
+                "image_column": args.image_column,
+                "caption_column": args.caption_column,
+                "key_column": args.key_column,
+            },
+        )
+
+    def replace(self, **changes: Any) -> PrepSettings:
+        settings = dataclasses.replace(self, **changes)
+        settings.validate()
+        return settings
+
+    # ------------------------------------------------------------------ checks
+
+    def validate(self) -> None:
+        """Rejects bad values before any work."""
+        if self.sink not in SINKS:
+            raise SettingsError(f"sink must be one of {SINKS}, got {self.sink!r}")
+        if self.image_format not in IMAGE_FORMATS:
+            raise SettingsError(
+                f"image_format must be one of {IMAGE_FORMATS}, got {self.image_format!r}"
+            )
+        if not 1 <= self.quality <= 100:
+            raise SettingsError("quality must be within 1-100")
+        if self.records_per_shard < 1 or self.batch_size < 1 or self.row_group_size < 1:
+            raise SettingsError("records_per_shard, batch_size and row_group_size must be positive")
+        for name in ("dedup_radius", "eval_radius", "opt_out_radius"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 256:
+                raise SettingsError(f"{name} is a PDQ radius within 0-256 bits, got {value}")
+        for text in self.opt_out_hashes:
+            if len(text) not in (32, 64) or any(c not in "0123456789abcdef" for c in text):
+                raise SettingsError(
+                    f"opt-out hash {text!r} is neither xxh3-128 (32 hex) nor PDQ (64 hex)"
+                )
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def shards(self) -> ShardSpec:
+        return ShardSpec(
+            sink=self.sink,
+            image_format=self.image_format,
+            quality=self.quality,
+            size=self.size,
+            row_group_size=self.row_group_size,
+        )
+
+    @property
+    def hashtag_normalizer(self) -> HashtagNormalizer:
+        return self.normalizer or HashtagNormalizer()
+
+    # ------------------------------------------------------------------ record
+
+    def to_record(self, source_label: str) -> dict:
+        """The settings record of a run (manifest, resume check), exactly as
+        it reads back from JSON."""
+        record: dict[str, Any] = {"source": source_label}
+        for f in dataclasses.fields(self):
+            record[f.name] = getattr(self, f.name)
+        normalizer = self.normalizer
+        record.update(
+            eval_source=os.fspath(self.eval_source)
+            if isinstance(self.eval_source, (str, os.PathLike))
+            else None,
+            opt_out_hashes=list(self.opt_out_hashes),
+            normalizer=None
+            if normalizer is None
+            else {
+                "canonical": sorted(normalizer.canonical),
+                "stoplist": sorted(normalizer.stoplist),
+            },
+            consent_rules=[vars(rule) for rule in self.consent_rules],
+            fastprep=fastprep.__version__,
+        )
+        return json.loads(json.dumps(record))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> PrepSettings:
+        """Settings back from a manifest's record (``resume_settings``)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in record.items() if k in names}
+        if isinstance(values.get("size"), list):
+            values["size"] = tuple(values["size"])
+        normalizer = values.get("normalizer")
+        if normalizer is not None:
+            values["normalizer"] = HashtagNormalizer(
+                [(str(k), str(v)) for k, v in normalizer["canonical"]], normalizer["stoplist"]
+            )
+        values["consent_rules"] = tuple(
+            ConsentRule(r["column"], tuple(r["drop_values"]), r["reason"], r["drop_missing"])
+            for r in values.get("consent_rules", [])
+        )
+        values["opt_out_hashes"] = tuple(values.get("opt_out_hashes", ()))
+        return cls.from_options(**values)
