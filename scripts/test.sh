@@ -37,6 +37,11 @@ wheel=$(ls dist/fastprep-*.whl)
 # extras of fastprep, installed here so their tests run; PyPI's torch is the
 # CUDA build (~3 GB download). Spark's local mode needs Java 17 (java on PATH).
 .venv-test/bin/python -m pip install -q "${wheel}[test,torch,ray,spark]" torchvision pydantic
+echo "== type check: mypy on the package, stubtest on the extension's stubs"
+.venv-test/bin/python -m mypy
+(cd tests && ../.venv-test/bin/python -m mypy.stubtest fastprep._core \
+  --mypy-config-file ../scripts/stubtest.ini --allowlist ../scripts/stubtest-allowlist.txt)
+
 # Run from tests/ so `import fastprep` can only resolve to the installed wheel.
 cd tests
 ../.venv-test/bin/python -c 'import fastprep, sys; assert "site-packages" in fastprep.__file__, fastprep.__file__'

@@ -104,18 +104,21 @@ def hashtag_normalizer(
     ``stoplist`` is an iterable of tags or a path to a file with one per line.
     Both sides are normalised, so case, width and leading ``#`` do not matter.
     """
+    mapping: Mapping[str, str]
     if isinstance(canonical, (str, os.PathLike)):
         path = os.fspath(canonical)
         with open(path, encoding="utf-8-sig") as f:  # tolerate a byte-order mark
             if path.endswith(".json"):
-                canonical = json.load(f)
+                mapping = json.load(f)
             else:
                 rows = [r for r in csv.reader(f, delimiter="\t") if r and not r[0].startswith("#!")]
-                canonical = {r[0]: r[1] for r in rows if len(r) >= 2}
+                mapping = {r[0]: r[1] for r in rows if len(r) >= 2}
+    else:
+        mapping = canonical or {}
     if isinstance(stoplist, (str, os.PathLike)):
         with open(os.fspath(stoplist), encoding="utf-8-sig") as f:
             stoplist = [line.strip() for line in f if line.strip()]
-    pairs = sorted((canonical or {}).items())
+    pairs = sorted(mapping.items())
     return HashtagNormalizer(pairs, sorted(stoplist or []))
 
 

@@ -51,11 +51,11 @@ def reason_text(code: int, name: str | None) -> str:
     return "no_label"
 
 
-def decode_reason(error: str) -> str:
-    """The reason of a record whose image failed to decode."""
-    return (
-        f"too_large: {error}" if error.startswith("image too large") else f"decode_error: {error}"
-    )
+def decode_reason(error: str, kind: str | None = None) -> str:
+    """The reason of a record whose image failed to decode, from the core's
+    stable ``error_kind`` (the text's prefix only where no kind is given)."""
+    too_large = kind == "too_large" if kind is not None else error.startswith("image too large")
+    return f"too_large: {error}" if too_large else f"decode_error: {error}"
 
 
 @dataclass

@@ -127,18 +127,19 @@ def process_part(
     processed = stage(consented)
     failed = pc.is_valid(processed.column("error"))
     bad = processed.filter(failed)
-    drops.append(
-        drop_table(
-            bad.column("key"),
-            bad.column("source"),
-            (decode_reason(e) for e in bad.column("error").to_pylist()),
-        )
+    kinds = (
+        bad.column("error_kind").to_pylist()
+        if "error_kind" in bad.schema.names
+        else [None] * bad.num_rows
     )
+    reasons = [decode_reason(e, k) for e, k in zip(bad.column("error").to_pylist(), kinds)]
+    drops.append(drop_table(bad.column("key"), bad.column("source"), reasons))
     ok = processed.filter(pc.invert(failed))
     if ok.num_rows == 0:
         return None, pa.concat_tables(drops)
     table = pa.Table.from_batches([ok]).append_column("hashtags", hashtag_stage(ok, normalizer))
-    return table.drop_columns(["error"]), pa.concat_tables(drops)
+    errors = [n for n in ("error", "error_kind") if n in table.schema.names]
+    return table.drop_columns(errors), pa.concat_tables(drops)
 
 
 def _staged_or_done(context: PassContext, part: int, batch: pa.RecordBatch):
