@@ -1,0 +1,69 @@
+"""The HTML report of a ``prep`` job: one self-contained page.
+
+:func:`write_report` writes ``report.html`` (inline CSS, every image embedded
+as a ``data:`` URI, no network access) and the same PNG figures as files in
+``report/``. Charts need matplotlib (``pip install 'fastprep[report]'``);
+without it the page still has every table and the duplicate-cluster strips,
+which are composed in numpy and encoded by the Rust core's PNG encoder.
+
+Keys, hashtags and captions come from untrusted data: every one is escaped.
+
+The modules, by concept: :mod:`.page` assembles the page from
+:mod:`.sections` (one function per section), :mod:`.charts` draws the
+matplotlib figures, :mod:`.strips` composes the cluster strips,
+:mod:`.figures` writes and embeds the PNGs, :mod:`.fmt` escapes and formats;
+the stylesheet and script are ``static/report.css`` and ``static/report.js``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+
+from fastprep.pipeline.report.charts import load_matplotlib
+from fastprep.pipeline.report.figures import Figures, atomic_write
+from fastprep.pipeline.report.page import render_page
+
+__all__ = ["write_report"]
+
+
+def write_report(
+    out_dir: str,
+    *,
+    manifest: dict,
+    counts: pa.Table,
+    coverage: dict,
+    clusters: list[dict],
+    leaks: pa.Table | None,
+) -> str:
+    """Writes ``out_dir/report.html`` and its figures in ``out_dir/report/``.
+
+    ``manifest`` is the job's manifest (as in ``manifest.json``), ``counts``
+    the hashtag counts (``HashtagCounts.to_arrow()``: ``tag, images,
+    occurrences``), ``coverage`` the label coverage (``records, labeled,
+    vocab_size, occurrences_in_vocab, occurrences_total, labels_per_record``),
+    ``clusters`` the largest near-duplicate clusters (``keeper``, ``members``
+    keeper first, ``thumbnails`` one ``HxWx3`` uint8 array per member) and
+    ``leaks`` the eval-set leak table (or None without an eval set). Returns
+    the path of ``report.html``. Charts need matplotlib; without it the page
+    says so and keeps every table and the cluster strips.
+    """
+    out_dir = os.fspath(out_dir)
+    fig_dir = os.path.join(out_dir, "report")
+    os.makedirs(fig_dir, exist_ok=True)
+    figs = Figures(fig_dir)
+    page = render_page(
+        manifest=manifest or {},
+        counts=counts,
+        coverage=coverage or {},
+        clusters=clusters,
+        leaks=leaks,
+        figs=figs,
+        mpl=load_matplotlib(),
+    )
+    # after the page is built, so a rerun without matplotlib drops the old charts
+    figs.remove_stale()
+    path = os.path.join(out_dir, "report.html")
+    atomic_write(path, page.encode("utf-8"))
+    return path
