@@ -1,8 +1,27 @@
 # Type stubs for the Rust extension module. Call it through `fastprep`.
 
-from typing import Any
+from typing import Any, final
 
 import pyarrow as pa
+from typing_extensions import Self
+
+__all__ = [
+    "HashtagCounts",
+    "HashtagNormalizer",
+    "PairCounts",
+    "Vocabulary",
+    "__version__",
+    "decode_arrow",
+    "decode_bytes",
+    "decode_paths",
+    "default_num_threads",
+    "encode_images",
+    "extract_hashtags",
+    "near_duplicate_pairs",
+    "normalize_hashtag",
+    "query_pairs",
+    "resolve_clusters",
+]
 
 __version__: str
 
@@ -29,20 +48,22 @@ def extract_hashtags(
     num_threads: int | None = None,
 ) -> pa.ListArray: ...
 
+@final
 class HashtagNormalizer:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         canonical: list[tuple[str, str]] | None = None,
         stoplist: list[str] | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     def key(self, tag: str) -> str | None: ...
     @property
     def canonical(self) -> list[tuple[str, str]]: ...
     @property
     def stoplist(self) -> list[str]: ...
 
+@final
 class HashtagCounts:
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Self: ...
     def update(
         self,
         captions: pa.ChunkedArray,
@@ -68,12 +89,14 @@ class HashtagCounts:
     @property
     def total_occurrences(self) -> int: ...
 
+@final
 class PairCounts:
-    def __init__(self, max_pairs: int = 1_000_000) -> None: ...
+    def __new__(cls, max_pairs: int = 1_000_000) -> Self: ...
     def top(self, k: int) -> list[tuple[int, int, int]]: ...
     @property
     def error_bound(self) -> int: ...
 
+@final
 class Vocabulary:
     @staticmethod
     def from_counts(

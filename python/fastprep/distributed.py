@@ -250,9 +250,9 @@ def slot_entries(
     slot = np.broadcast_to(
         np.arange(slots, dtype=np.int16)[None, :, None], (n, slots, len(masks))
     ).reshape(-1)
-    roles = np.full((n, slots, len(masks)), PROBE, dtype=np.int8)
-    roles[:, :, 0] = {"both": INDEXED | PROBE, "index": INDEXED, "probe": PROBE}[role]
-    roles = roles.reshape(-1)
+    grid = np.full((n, slots, len(masks)), PROBE, dtype=np.int8)
+    grid[:, :, 0] = {"both": INDEXED | PROBE, "index": INDEXED, "probe": PROBE}[role]
+    roles = grid.reshape(-1)
     per_record = slots * len(masks)
     rows = np.repeat(np.arange(n), per_record)
     hash_bytes = pa.FixedSizeBinaryArray.from_buffers(

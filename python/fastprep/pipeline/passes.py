@@ -132,8 +132,8 @@ def process_part(
         if "error_kind" in bad.schema.names
         else [None] * bad.num_rows
     )
-    reasons = [decode_reason(e, k) for e, k in zip(bad.column("error").to_pylist(), kinds)]
-    drops.append(drop_table(bad.column("key"), bad.column("source"), reasons))
+    why = [decode_reason(e, k) for e, k in zip(bad.column("error").to_pylist(), kinds)]
+    drops.append(drop_table(bad.column("key"), bad.column("source"), why))
     ok = processed.filter(pc.invert(failed))
     if ok.num_rows == 0:
         return None, pa.concat_tables(drops)

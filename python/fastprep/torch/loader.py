@@ -68,7 +68,7 @@ def _uint8_tensor(pixels: pa.Array | pa.ChunkedArray) -> torch.Tensor:
         raise ValueError("pixel buffer is shorter than its shape says")
     # A ctypes view: writable (torch warns on read-only numpy arrays) and
     # holding the Arrow buffer so the memory outlives every view of it.
-    holder = (ctypes.c_uint8 * count).from_address(buffer.address + start)
+    holder: Any = (ctypes.c_uint8 * count).from_address(buffer.address + start)
     holder.arrow_buffer = buffer
     return torch.from_numpy(np.ctypeslib.as_array(holder)).view(len(storage), *shape)
 
@@ -153,7 +153,7 @@ class DataLoader:
         sampler: Iterable[int] | None = None,
         batch_sampler: Any = None,
         num_workers: int = 0,
-        collate_fn: Callable[[dict], Any] | None = None,
+        collate_fn: Callable[[Any], Any] | None = None,
         pin_memory: bool = False,
         drop_last: bool = False,
         timeout: float = 0,
@@ -204,9 +204,10 @@ class DataLoader:
             self.stream_options = {"caption_column": caption_column}
             if image_column is not None:
                 self.stream_options["image_column"] = image_column
-            self.stream_total = count_records(self.stream)
-            if self.stream_total is None:
+            total = count_records(self.stream)
+            if total is None:
                 raise ValueError(f"cannot list the records of {self.stream}")
+            self.stream_total: int = total
             self.source = None
             recipe = transform or evaluate(224)
         elif self.tuple_output:
@@ -383,9 +384,15 @@ class DataLoader:
         self._yielded = 0
 
     # -- internals -------------------------------------------------------
+    def _map_source(self) -> MapSource:
+        """The map-style source (a stream has none: its paths never get here)."""
+        if self.source is None:
+            raise RuntimeError("a streamed source has no map-style records")
+        return self.source
+
     def _rank_order(self, epoch: int) -> np.ndarray:
         order = epoch_order(
-            len(self.source),
+            len(self._map_source()),
             shuffle=self.shuffle,
             seed=self.seed,
             epoch=epoch,
@@ -399,7 +406,7 @@ class DataLoader:
         return rank_slice(order, self.rank, self.world_size, self.drop_last)
 
     def _decode(self, rows: pa.Table, seed: int, source: MapSource | None = None) -> pa.RecordBatch:
-        source = source or self.source
+        source = source or self._map_source()
         images = source.paths(rows) if source.kind == "path" else rows.column(source.image_column)
         return decode_images(
             images, num_threads=self.num_threads, seed=seed, **self.recipe.decode_options()
@@ -408,7 +415,7 @@ class DataLoader:
     def _make_batch(self, indices: np.ndarray, seed: int, rows: pa.Table | None = None) -> Any:
         indices = np.asarray(indices, dtype=np.int64)
         if rows is None:
-            source = self.source
+            source = self._map_source()
             rows = source.take(indices)
         else:  # a streamed batch: its rows are all there is
             source = MapSource(rows, "image", "bytes")
@@ -418,7 +425,7 @@ class DataLoader:
             decoded = self._decode(rows, seed, source)
             errors = decoded.column("error")
             if errors.null_count < len(errors):
-                if self.source is None:
+                if self._map_source() is None:
                     indices, rows, decoded = self._replace_within(indices, rows, decoded, source)
                 else:
                     indices, rows, decoded = self._replace_failed(indices, rows, decoded, seed)
@@ -473,9 +480,9 @@ class DataLoader:
     ) -> tuple[np.ndarray, pa.Table, pa.RecordBatch]:
         """Swaps each undecodable sample for the next decodable one in index
         order (deterministic), so every rank keeps the same batch count."""
-        n = len(self.source)
+        n = len(self._map_source())
         failed = np.flatnonzero(pc.is_valid(decoded.column("error")).to_numpy(zero_copy_only=False))
-        keys = rows.column("key").to_pylist() if self.source.has("key") else None
+        keys = rows.column("key").to_pylist() if self._map_source().has("key") else None
         indices = indices.copy()
         for position in failed:
             original = int(indices[position])
@@ -483,14 +490,14 @@ class DataLoader:
             self._report(keys[position] if keys else str(original), reason)
             for step in range(1, n):
                 candidate = (original + step) % n
-                probe = self._decode(self.source.take(np.array([candidate])), seed + step)
+                probe = self._decode(self._map_source().take(np.array([candidate])), seed + step)
                 if probe.column("error")[0].as_py() is None:
                     indices[position] = candidate
                     break
                 self._report(str(candidate), probe.column("error")[0].as_py())
             else:
                 raise RuntimeError("no sample in the dataset can be decoded")
-        rows = self.source.take(indices)
+        rows = self._map_source().take(indices)
         return indices, rows, self._decode(rows, seed)
 
     def _replace_within(

@@ -55,11 +55,11 @@ class Recipe:
         return replace(self, dtype="float", mean=tuple(mean), std=tuple(std))
 
 
-def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+def _pair(size: int | tuple[int, ...] | list[int]) -> tuple[int, int]:
     if isinstance(size, int):
         return (size, size)
-    size = tuple(int(s) for s in size)
-    return (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+    sides = tuple(int(s) for s in size)
+    return (sides[0], sides[0]) if len(sides) == 1 else (sides[0], sides[1])
 
 
 def train(
