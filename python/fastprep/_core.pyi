@@ -8,10 +8,24 @@ __version__: str
 
 def default_num_threads() -> int: ...
 
-# Images (fastprep.images fills every option; see decode_images there).
-def decode_bytes(images: list[bytes], **options: Any) -> pa.RecordBatch: ...
-def decode_paths(paths: list[str], **options: Any) -> pa.RecordBatch: ...
-def decode_arrow(array: pa.ChunkedArray, **options: Any) -> pa.RecordBatch: ...
+# Images. `options` is `fastprep.DecodeOptions.to_core()`: every key is
+# required (see decode_images in fastprep.images for their meaning).
+MODES: tuple[str, ...]
+FILTERS: tuple[str, ...]
+HASHES: tuple[str, ...]
+ERROR_KINDS: tuple[str, ...]
+DEFAULT_MAX_PIXELS: int
+
+def check_decode_options(options: dict[str, Any]) -> None: ...
+def decode_bytes(
+    images: list[bytes], options: dict[str, Any], num_threads: int | None = None
+) -> pa.RecordBatch: ...
+def decode_paths(
+    paths: list[str], options: dict[str, Any], num_threads: int | None = None
+) -> pa.RecordBatch: ...
+def decode_arrow(
+    array: pa.ChunkedArray, options: dict[str, Any], num_threads: int | None = None
+) -> pa.RecordBatch: ...
 def encode_images(
     pixels: pa.ChunkedArray,
     height: int,

@@ -4,15 +4,17 @@
 
 mod arrow_input;
 mod dedup;
+mod error;
 mod hashtags;
 mod images;
+mod options;
 
 use pyo3::prelude::*;
 
 /// Default number of Rust threads (`$FASTPREP_NUM_THREADS` or usable CPUs).
 #[pyfunction]
 fn default_num_threads() -> usize {
-    crate::batch::default_threads()
+    crate::pool::default_threads()
 }
 
 #[pymodule]

@@ -11,14 +11,8 @@ use rayon::prelude::*;
 
 use super::brute::{brute_pairs, brute_query};
 use super::hashes::{distance, HashSet};
-
-/// A match: `a` and `b` index the inputs; `distance` is the Hamming distance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Pair {
-    pub a: u32,
-    pub b: u32,
-    pub distance: u32,
-}
+use super::pair::Pair;
+use crate::error::CoreError;
 
 /// One table per 16-bit slot: ids grouped by slot value (CSR layout).
 struct Index {
@@ -144,13 +138,13 @@ impl Search<'_> {
     }
 }
 
-fn check_widths(a: &HashSet, b: &HashSet) -> Result<(), String> {
+fn check_widths(a: &HashSet, b: &HashSet) -> Result<(), CoreError> {
     if a.words != b.words {
-        return Err(format!(
+        return Err(CoreError::InvalidArgument(format!(
             "hash widths differ: {} and {} bits",
             a.bits(),
             b.bits()
-        ));
+        )));
     }
     Ok(())
 }
@@ -188,7 +182,7 @@ pub fn search_query(
     queries: &HashSet,
     reference: &HashSet,
     radius: u32,
-) -> Result<Vec<Pair>, String> {
+) -> Result<Vec<Pair>, CoreError> {
     check_widths(queries, reference)?;
     let slots = reference.words * 4;
     let t = radius / slots as u32;

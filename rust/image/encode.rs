@@ -7,6 +7,7 @@ use std::ffi::CStr;
 use turbojpeg_sys as tj;
 
 use super::error::DecodeError;
+use crate::error::CoreError;
 
 struct Compressor(tj::tjhandle);
 
@@ -112,6 +113,19 @@ pub enum EncodeFormat {
     Webp,
     /// Lossless; `quality` is ignored.
     Png,
+}
+
+impl EncodeFormat {
+    pub fn from_name(name: &str) -> Result<EncodeFormat, CoreError> {
+        match name {
+            "jpeg" => Ok(EncodeFormat::Jpeg),
+            "webp" => Ok(EncodeFormat::Webp),
+            "png" => Ok(EncodeFormat::Png),
+            other => Err(CoreError::InvalidArgument(format!(
+                "format must be 'jpeg', 'webp' or 'png', got {other:?}"
+            ))),
+        }
+    }
 }
 
 /// Encodes packed RGB8 in `format` at `quality` (1-100).
