@@ -126,6 +126,29 @@ def query_pairs(
     radius: int,
     num_threads: int | None = None,
 ) -> pa.RecordBatch: ...
+def slot_plan(radius: int, bits: int, slot_bits: int) -> tuple[int, int]: ...
+def probe_masks(slot_bits: int, t: int) -> list[int]: ...
+def slot_values(hashes: pa.ChunkedArray, slot_bits: int) -> pa.UInt64Array: ...
+def slot_entries(
+    ids: pa.ChunkedArray,
+    hashes: pa.ChunkedArray,
+    radius: int,
+    num_shards: int,
+    slot_bits: int = 16,
+    role: str = "both",
+) -> pa.RecordBatch: ...
+def verify_entries(
+    slot: pa.ChunkedArray,
+    key: pa.ChunkedArray,
+    role: pa.ChunkedArray,
+    id: pa.ChunkedArray,
+    hashes: pa.ChunkedArray,
+    radius: int,
+    slot_bits: int = 16,
+    self_join: bool = True,
+    index_min: int = 262_144,
+    num_threads: int | None = None,
+) -> pa.RecordBatch: ...
 def resolve_clusters(
     n: int, a: pa.ChunkedArray, b: pa.ChunkedArray, rank: pa.ChunkedArray
 ) -> pa.RecordBatch: ...

@@ -8,6 +8,7 @@ mod error;
 mod hashtags;
 mod images;
 mod options;
+mod sharded;
 
 use pyo3::prelude::*;
 
@@ -24,5 +25,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     images::register(m)?;
     hashtags::register(m)?;
     dedup::register(m)?;
+    sharded::register(m)?;
     Ok(())
 }
