@@ -14,7 +14,7 @@ mod pixels;
 mod resize;
 
 pub use decode::{decode, decode_into, probe, Decoded};
-pub use encode::{encode, encode_jpeg, encode_png, encode_webp, EncodeFormat};
+pub use encode::{encode, encode_jpeg, encode_png, encode_webp, EncodeError, EncodeFormat};
 pub use error::{DecodeError, ERROR_KINDS};
 pub use format::{sniff, Format};
 pub use geometry::{random_resized_crop_box, CropBox};
