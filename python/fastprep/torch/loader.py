@@ -409,7 +409,7 @@ class DataLoader:
         source = source or self._map_source()
         images = source.paths(rows) if source.kind == "path" else rows.column(source.image_column)
         return decode_images(
-            images, num_threads=self.num_threads, seed=seed, **self.recipe.decode_options()
+            images, options=self.recipe.decode_options(seed), num_threads=self.num_threads
         )
 
     def _make_batch(self, indices: np.ndarray, seed: int, rows: pa.Table | None = None) -> Any:
