@@ -170,7 +170,8 @@ def slot_plan(radius: int, bits: int, slot_bits: int = 16) -> tuple[int, int]:
     """``(slots, t)``: how many slots a ``bits``-bit hash has, and how many
     bits a slot may differ by for two hashes within ``radius`` (the pigeonhole
     rule of ``rust/dedup/pigeonhole.rs``, shared with the single-machine index)."""
-    return tuple(_core.slot_plan(int(radius), int(bits), int(slot_bits)))
+    slots, t = _core.slot_plan(int(radius), int(bits), int(slot_bits))
+    return int(slots), int(t)
 
 
 def probe_masks(slot_bits: int, t: int) -> np.ndarray:
