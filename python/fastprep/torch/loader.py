@@ -425,7 +425,7 @@ class DataLoader:
             decoded = self._decode(rows, seed, source)
             errors = decoded.column("error")
             if errors.null_count < len(errors):
-                if self._map_source() is None:
+                if self.source is None:
                     indices, rows, decoded = self._replace_within(indices, rows, decoded, source)
                 else:
                     indices, rows, decoded = self._replace_failed(indices, rows, decoded, seed)
