@@ -6,6 +6,7 @@ mod arrow_input;
 mod dedup;
 mod hashtags;
 mod images;
+mod privacy;
 
 use pyo3::prelude::*;
 
@@ -22,5 +23,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     images::register(m)?;
     hashtags::register(m)?;
     dedup::register(m)?;
+    privacy::register(m)?;
     Ok(())
 }

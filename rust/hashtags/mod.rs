@@ -6,6 +6,7 @@ mod counts;
 mod extract;
 mod labels;
 mod normalize;
+mod redact;
 mod url;
 mod vocab;
 
@@ -13,4 +14,5 @@ pub use counts::{count_parallel, TagCount, TagCounts};
 pub use extract::{extract, extract_spans};
 pub use labels::{label_parallel, Labels, PairCounts};
 pub use normalize::{normalize_tag, Normalizer};
+pub use redact::{redact, redact_into, RedactCounts, RedactKinds};
 pub use vocab::Vocabulary;
