@@ -20,6 +20,7 @@ __all__ = [
     "near_duplicate_pairs",
     "normalize_hashtag",
     "query_pairs",
+    "redact_captions",
     "resolve_clusters",
 ]
 
@@ -138,3 +139,12 @@ def query_pairs(
 def resolve_clusters(
     n: int, a: pa.ChunkedArray, b: pa.ChunkedArray, rank: pa.ChunkedArray
 ) -> pa.RecordBatch: ...
+
+def redact_captions(
+    captions: pa.ChunkedArray,
+    mentions: bool = True,
+    emails: bool = True,
+    phones: bool = True,
+    urls: bool = True,
+    num_threads: int | None = None,
+) -> tuple[pa.Array, dict[str, int]]: ...
