@@ -139,7 +139,6 @@ def query_pairs(
 def resolve_clusters(
     n: int, a: pa.ChunkedArray, b: pa.ChunkedArray, rank: pa.ChunkedArray
 ) -> pa.RecordBatch: ...
-
 def redact_captions(
     captions: pa.ChunkedArray,
     mentions: bool = True,

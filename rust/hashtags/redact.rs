@@ -475,9 +475,7 @@ fn spans(text: &[u8], kinds: RedactKinds) -> Vec<(usize, usize, Kind)> {
         protected.push((s - sign, e));
     });
     let mut chosen: Vec<(usize, usize, Kind)> = Vec::new();
-    let take = |ranges: Vec<(usize, usize)>,
-                    kind: Kind,
-                    chosen: &mut Vec<(usize, usize, Kind)>| {
+    let take = |ranges: Vec<(usize, usize)>, kind: Kind, chosen: &mut Vec<(usize, usize, Kind)>| {
         for (s, e) in ranges {
             let (s, e) = (swallow_glued_before(text, s), swallow_glued_hashes(text, e));
             let overlaps = |&(a, b): &(usize, usize)| a < e && s < b;

@@ -230,11 +230,11 @@ def _example_thumbnails(out: str, manifest: dict, keys: list[str]) -> list[bytes
         for i, key in enumerate(table.column("key").to_pylist()):
             if key in wanted:
                 wanted.discard(key)
-                value = table.column(image)[i]
+                column = table.column(image)
                 rgb = (
-                    np.asarray(value.to_numpy_ndarray())
+                    column.slice(i, 1).combine_chunks().to_numpy_ndarray()[0]
                     if image == "pixels"
-                    else decode_image(value.as_py())
+                    else decode_image(column[i].as_py())
                 )
                 found.append(png(np.ascontiguousarray(rgb, dtype=np.uint8)))
     return found

@@ -46,7 +46,7 @@ def detect_faces(rgb: np.ndarray, min_size: int = MIN_FACE) -> list[tuple[int, i
         step_ratio=1,
         min_size=(min_size, min_size),
         max_size=(height, width),
-        min_neighbor_number=2,
+        min_neighbor_number=4,
     )
     boxes = []
     for d in found:

@@ -187,7 +187,7 @@ def _removed_stats(table: pa.Table, rows: np.ndarray) -> dict:
     return stats
 
 
-def _removed_tags(table: pa.Table, rows: np.ndarray) -> Counter:
+def _removed_tags(table: pa.Table, rows: np.ndarray) -> dict[str, tuple[int, int]]:
     """(tag -> [images, occurrences]) of the removed rows' hashtags."""
     images: Counter = Counter()
     occurrences: Counter = Counter()
@@ -196,7 +196,7 @@ def _removed_tags(table: pa.Table, rows: np.ndarray) -> Counter:
             tags = tags or []
             occurrences.update(tags)
             images.update(set(tags))
-    return Counter({t: (images[t], occurrences[t]) for t in occurrences})
+    return {t: (images[t], occurrences[t]) for t in occurrences}
 
 
 # ---------------------------------------------------------------------- plan
@@ -214,7 +214,7 @@ def _plan(out: str, manifest: dict, selector: Selector, reason: str | None) -> d
     moves: list[tuple[str, str]] = []
     outputs = []
     removed_written = 0
-    tag_delta: Counter = Counter()
+    tag_delta: dict[str, tuple[int, int]] = {}
     for shard in manifest["outputs"]:
         path = os.path.join(out, shard["file"])
         table = _read_shard(path)
