@@ -110,6 +110,11 @@ class DataLoader:
         streaming: read the source in order instead of by index (default for
             WebDataset tar shards): records are split among ranks round-robin
             and shuffled through a seeded buffer of ``shuffle_buffer`` records.
+        erasures: erasure logs (``erasures.jsonl``) or prep output folders
+            whose ``fastprep forget`` erasures apply (a prep output's own log
+            is always read): a map-style source still holding an erased
+            record is refused (:class:`fastprep.privacy.forget.ErasedRecordsError`),
+            or those records are left out with ``on_erased="skip"``.
 
     Each batch is a dict: ``image``, ``index`` (int64 sample indices),
     ``key`` (list of str), and when available ``target`` (class int64, or
