@@ -403,3 +403,31 @@ def html_escape(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+@pytest.mark.parametrize("sink", ["webdataset", "arrow"])
+def test_forget_rewrites_tar_and_arrow_shards(tmp_path, sink):
+    src = make_corpus(tmp_path / "src")
+    out = tmp_path / "out"
+    prep(str(src), out, settings(sink=sink))
+    before = {p.name: p.read_bytes() for p in out.glob("shard-*")}
+    held = {
+        s["file"]: forget_module._read_shard(str(out / s["file"])).column("key").to_pylist()
+        for s in json.loads((out / "manifest.json").read_text())["outputs"]
+    }
+    assert forget(out, keys=["fig_bowl"], accounts=["u0"]).erased == 5
+    manifest = json.loads((out / "manifest.json").read_text())
+    left = []
+    for shard in manifest["outputs"]:
+        table = forget_module._read_shard(str(out / shard["file"]))
+        assert table.num_rows == shard["records"]
+        left += table.column("key").to_pylist()
+    assert sorted(left) == sorted(s for i, s in enumerate(STEMS) if s != "fig_bowl" and i % 3 != 0)
+    assert manifest["totals"]["written"] == 5 and manifest["totals"]["erased"] == 5
+    erased = {"fig_bowl"} | {s for i, s in enumerate(STEMS) if i % 3 == 0}
+    for name, data in before.items():
+        if erased & set(held[name]):
+            assert not (out / name).exists() or (out / name).read_bytes() != data, name
+        else:
+            assert (out / name).read_bytes() == data, f"{name} untouched, byte-identical"
+    assert any(not erased & set(keys) for keys in held.values()), "one shard stays as it was"
