@@ -233,3 +233,24 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_output(
     same_outputs(reference_batches, out)
     assert result.report is not None and os.path.exists(result.report)
     assert not list(out.rglob("*.tmp"))
+
+
+def test_every_engine_writes_the_same_private_outputs(engine, tmp_path):
+    """Redacted captions, account opt-outs, relative sources and the
+    datasheet: the same on every engine (the stages are built once)."""
+    from test_privacy import SECRETS, make_corpus
+
+    src = make_corpus(tmp_path / "src")
+    private = settings(
+        account_column="user", opt_out_accounts=("u2",), eval_source=None, opt_out_hashes=()
+    )
+    reference_out = tmp_path / "reference"
+    prep(str(src), reference_out, private, engine=LocalEngine(num_threads=2))
+    out = tmp_path / "out"
+    result = prep(str(src), out, private, engine=engine)
+    same_outputs(reference_out, out)
+    assert (out / "datasheet.md").read_text() == (reference_out / "datasheet.md").read_text()
+    assert result.manifest["totals"]["dropped"]["account_opt_out"] == 3
+    assert result.manifest["privacy"]["redaction"]["counts"]["captions"] > 0
+    written = b"".join(p.read_bytes() for p in out.glob("shard-*"))
+    assert not any(s.encode() in written for s in SECRETS)

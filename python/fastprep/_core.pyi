@@ -27,6 +27,7 @@ __all__ = [
     "normalize_hashtag",
     "probe_masks",
     "query_pairs",
+    "redact_captions",
     "resolve_clusters",
     "slot_entries",
     "slot_plan",
@@ -186,3 +187,11 @@ def verify_entries(
 def resolve_clusters(
     n: int, a: pa.ChunkedArray, b: pa.ChunkedArray, rank: pa.ChunkedArray
 ) -> pa.RecordBatch: ...
+def redact_captions(
+    captions: pa.ChunkedArray,
+    mentions: bool = True,
+    emails: bool = True,
+    phones: bool = True,
+    urls: bool = True,
+    num_threads: int | None = None,
+) -> tuple[pa.Array, dict[str, int]]: ...

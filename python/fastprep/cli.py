@@ -20,6 +20,7 @@ from pathlib import Path
 from fastprep import _core
 from fastprep.errors import FastprepError
 from fastprep.images import FILTERS, MODES, decode_images, sample_images
+from fastprep.privacy import cli as privacy_cli
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -162,6 +163,7 @@ def _prep(args: argparse.Namespace) -> int:
     if args.eval:
         _check_source(args.eval)
     settings = PrepSettings.from_cli(args, _read_hash_list(args.opt_out_list))
+    settings = settings.replace(**privacy_cli.settings_changes(args))
     result = prep(args.source, args.out, settings, engine=_engine(args), **_run_options(args))
     _print_result(result)
     return 0
@@ -171,6 +173,7 @@ def _demo(args: argparse.Namespace) -> int:
     from fastprep.pipeline import PrepSettings, prep
 
     settings = PrepSettings.from_cli(args, _read_hash_list(args.opt_out_list))
+    settings = settings.replace(**privacy_cli.settings_changes(args))
     settings = settings.replace(eval_source=demo_eval_set())
     options = _run_options(args) | {"overwrite": not args.resume}
     print(f"fastprep demo: preparing the bundled sample corpus {demo_corpus()}")
@@ -380,6 +383,7 @@ def _add_prep_options(parser: argparse.ArgumentParser) -> None:
         help="spark: master URL (default: active session or local[*])",
     )
     _add_source_columns(parser)
+    privacy_cli.add_prep_flags(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -430,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=_positive, default=None)
     bench.add_argument("--repeat", type=_positive, default=50)
     bench.set_defaults(run=_bench)
+    privacy_cli.add_forget_command(sub)
     return parser
 
 

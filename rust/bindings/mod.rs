@@ -8,6 +8,7 @@ mod error;
 mod hashtags;
 mod images;
 mod options;
+mod privacy;
 mod sharded;
 
 use pyo3::prelude::*;
@@ -26,5 +27,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     hashtags::register(m)?;
     dedup::register(m)?;
     sharded::register(m)?;
+    privacy::register(m)?;
     Ok(())
 }

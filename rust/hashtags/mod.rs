@@ -7,6 +7,7 @@ mod extract;
 mod labels;
 mod lists;
 mod normalize;
+mod redact;
 mod url;
 mod vocab;
 
@@ -15,4 +16,5 @@ pub use extract::{extract, extract_spans};
 pub use labels::{label_parallel, Labels, PairCounts};
 pub use lists::extract_lists;
 pub use normalize::{normalize_tag, Normalizer};
+pub use redact::{redact, redact_into, redact_many, RedactCounts, RedactKinds};
 pub use vocab::Vocabulary;

@@ -30,6 +30,8 @@ OUTPUT_PATTERNS = (
     "eval_leaks.parquet",
     "report.html",
     "report",
+    "datasheet.md",
+    "erasures.jsonl",
     "_staging",
 )
 DROP_SCHEMA = pa.schema([("key", pa.string()), ("source", pa.string()), ("reason", pa.string())])

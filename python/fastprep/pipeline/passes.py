@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -40,6 +40,8 @@ from fastprep.pipeline.io import (
 from fastprep.pipeline.outputs import DROP_SCHEMA, drop_table
 from fastprep.pipeline.settings import PrepSettings, ShardSpec
 from fastprep.pipeline.stages import ImageStage, consent_reasons, hashtag_stage
+from fastprep.privacy.accounts import account_consent
+from fastprep.privacy.shards import PrivacySpec, privatize
 
 #: Per staged record, what the driver keeps for the corpus-wide decisions
 #: (~100 bytes a record).
@@ -161,9 +163,12 @@ def _staged_or_done(context: PassContext, part: int, batch: pa.RecordBatch):
         size=settings.size, mode=settings.mode, hashes=("xxh3", "pdq"),
         num_threads=context.num_threads,
     )  # fmt: skip
+    batch, account_drops = account_consent(batch, settings)  # before any decoding
     staged, dropped = process_part(
         batch, stage, settings.hashtag_normalizer, settings.consent_rules
     )
+    if account_drops is not None:
+        dropped = pa.concat_tables([account_drops, dropped])
     if staged is not None:
         atomic_arrow(staged, base + STAGED_SUFFIX)
     atomic_arrow(dropped, base + ".dropped" + STAGED_SUFFIX)
@@ -230,6 +235,7 @@ class WriteContext:
     vocab_json: str
     resume: bool = False
     num_threads: int | None = None
+    privacy: PrivacySpec = field(default_factory=PrivacySpec)
 
 
 def _piece(table: pa.Table, rows: np.ndarray) -> pa.Table:
@@ -243,18 +249,26 @@ def write_planned_shard(context: WriteContext, plan: ShardPlan) -> dict:
     """One final shard: the planned pieces, labelled, in the sink's format."""
     name = context.spec.shard_name(plan.index)
     path = os.path.join(context.out, name)
-    if not (context.resume and os.path.exists(path)):  # a resumed run keeps finished shards
-        vocab = _vocabulary(context.vocab_json)
-        tables = []
-        for piece in plan.pieces:
-            table = _piece(
-                conform(read_arrow(context.parts[piece.part]), context.schema), piece.rows
-            )
-            labels = label_captions(table.column("caption"), vocab, num_threads=context.num_threads)
-            table = table.append_column("labels", labels.column("labels"))
-            tables.append(table.append_column("num_labels", labels.column("num_labels")))
-        write_shard(pa.concat_tables(tables), path, context.spec, context.num_threads)
-    return {"file": name, "records": plan.records}
+    # The shard's privacy counts are staged before it is written: a resumed
+    # run that keeps the shard reads them back.
+    stats_path = os.path.join(context.out, "_staging", name + ".privacy.json")
+    if context.resume and os.path.exists(path) and os.path.exists(stats_path):
+        with open(stats_path, encoding="utf-8") as f:
+            return {"file": name, "records": plan.records, "privacy": json.load(f)}
+    vocab = _vocabulary(context.vocab_json)
+    tables = []
+    for piece in plan.pieces:
+        table = _piece(conform(read_arrow(context.parts[piece.part]), context.schema), piece.rows)
+        labels = label_captions(table.column("caption"), vocab, num_threads=context.num_threads)
+        table = table.append_column("labels", labels.column("labels"))
+        tables.append(table.append_column("num_labels", labels.column("num_labels")))
+    table, stats, boxes = privatize(pa.concat_tables(tables), context.privacy, context.num_threads)
+    if "faces" in stats:
+        keys = table.column("key").to_pylist()
+        stats["faces"]["examples"] = [k for k, b in zip(keys, boxes) if b][:4]
+    atomic_json(stats, stats_path)
+    write_shard(table, path, context.spec, context.num_threads)
+    return {"file": name, "records": plan.records, "privacy": stats}
 
 
 # ---------------------------------------------------------------------- eval set

@@ -60,6 +60,8 @@ from fastprep.pipeline.passes import (
 from fastprep.pipeline.progress import Progress
 from fastprep.pipeline.settings import PrepSettings
 from fastprep.pipeline.sources import count_records
+from fastprep.privacy.shards import PrivacySpec
+from fastprep.privacy.sources import relative_sources, source_root
 
 #: Duplicate clusters shown (with thumbnails) in the report.
 REPORT_CLUSTERS = 12
@@ -192,6 +194,9 @@ class _Job:
         atomic_parquet(counts_table, path, self.settings.row_group_size)
         shards = self.pass2(first, decisions, vocab)
         manifest = self.finish(first, state, decisions, shards, len(vocab))
+        from fastprep.privacy.datasheet import finish_privacy
+
+        finish_privacy(self.out, manifest, self.settings)  # privacy totals, datasheet.md
         if report:
             manifest["report"] = self.report(
                 manifest, first, state, decisions, num_labels, counts_table, vocab
@@ -211,6 +216,9 @@ class _Job:
         total = count_records(self.source) if from_path else None
         progress = Progress("prep 1/2 decode+hash", total, enabled=self.progress)
         parts = self.engine.parts(self.source, settings.batch_size, dict(settings.source_options))
+        root = source_root(self.source, settings.absolute_sources)
+        if root is not None:  # no local paths in what is written
+            parts = relative_sources(parts, root)
         first = _Pass1()
         step = partial(_stage_numbered, context)
         for result in self.engine.map(step, enumerate(parts)):
@@ -255,6 +263,7 @@ class _Job:
             vocab.to_json(),
             self.resume,
             self.engine.task_threads(),
+            privacy=PrivacySpec.from_settings(self.settings),
         )
         progress = Progress("prep 2/2 write", sum(s.records for s in plan), enabled=self.progress)
         shards = []
@@ -323,6 +332,9 @@ class _Job:
             ],
             leaks=decisions.leaks,
         )
+        from fastprep.privacy.datasheet import add_report_section
+
+        add_report_section(path, self.out, manifest)
         return os.path.relpath(path, self.out)
 
 

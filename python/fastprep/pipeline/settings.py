@@ -18,6 +18,10 @@ from fastprep.errors import SettingsError
 from fastprep.hashtags import HashtagNormalizer
 from fastprep.pipeline.stages import DEFAULT_RULES, ConsentRule
 
+#: Caption redaction kinds (all on by default; see :mod:`fastprep.privacy`).
+REDACT_KINDS = ("mentions", "emails", "phones", "urls")
+FACE_MODES = ("blur", "pixelate")
+
 IMAGE_FORMATS = ("tensor", "jpeg", "webp")
 SINKS = ("parquet", "arrow", "webdataset")
 SHARD_SUFFIX = {"parquet": "parquet", "arrow": "arrow", "webdataset": "tar"}
@@ -86,6 +90,15 @@ class PrepSettings:
     consent_rules: tuple[ConsentRule, ...] = DEFAULT_RULES
     batch_size: int = 256
     source_options: Mapping[str, Any] = field(default_factory=dict)
+    # Privacy (fastprep.privacy): caption redaction per kind and column,
+    # account-level consent, face obfuscation, source paths.
+    redact: tuple[str, ...] = REDACT_KINDS
+    redact_columns: tuple[str, ...] = ("caption",)
+    account_column: str | None = None
+    opt_out_accounts: tuple[str, ...] = ()
+    accounts: str | None = None
+    blur_faces: str | None = None
+    absolute_sources: bool = False
 
     def __post_init__(self) -> None:
         # Normalised once, so equal settings compare (and record) equal.
@@ -93,6 +106,12 @@ class PrepSettings:
         object.__setattr__(self, "opt_out_hashes", hashes)
         object.__setattr__(self, "consent_rules", tuple(self.consent_rules))
         object.__setattr__(self, "source_options", dict(self.source_options or {}))
+        if isinstance(self.redact, str) or set(self.redact) - set(REDACT_KINDS):
+            raise SettingsError(f"redact takes kinds out of {REDACT_KINDS}, got {self.redact!r}")
+        object.__setattr__(self, "redact", tuple(k for k in REDACT_KINDS if k in self.redact))
+        object.__setattr__(self, "redact_columns", tuple(self.redact_columns))
+        accounts = tuple(sorted({str(a).strip() for a in self.opt_out_accounts} - {""}))
+        object.__setattr__(self, "opt_out_accounts", accounts)
         if self.sink == "webdataset" and self.image_format == "tensor":
             # WebDataset shards hold encoded images: JPEG unless WebP is asked.
             object.__setattr__(self, "image_format", "jpeg")
@@ -169,6 +188,10 @@ class PrepSettings:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 256:
                 raise SettingsError(f"{name} is a PDQ radius within 0-256 bits, got {value}")
+        if self.blur_faces is not None and self.blur_faces not in FACE_MODES:
+            raise SettingsError(f"blur_faces must be one of {FACE_MODES}, got {self.blur_faces!r}")
+        if (self.opt_out_accounts or self.accounts) and not self.account_column:
+            raise SettingsError("account opt-outs and account tables need account_column")
         for text in self.opt_out_hashes:
             if len(text) not in (32, 64) or any(c not in "0123456789abcdef" for c in text):
                 raise SettingsError(
@@ -212,6 +235,8 @@ class PrepSettings:
                 "stoplist": sorted(normalizer.stoplist),
             },
             consent_rules=[vars(rule) for rule in self.consent_rules],
+            # Who opted out is itself personal: the record keeps a count and a digest.
+            opt_out_accounts=accounts_digest(self.opt_out_accounts),
             fastprep=fastprep.__version__,
         )
         return json.loads(json.dumps(record))
@@ -233,4 +258,17 @@ class PrepSettings:
             for r in values.get("consent_rules", [])
         )
         values["opt_out_hashes"] = tuple(values.get("opt_out_hashes", ()))
+        # Only the digest of the account opt-out list is recorded.
+        values["opt_out_accounts"] = ()
+        for name in ("redact", "redact_columns"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls.from_options(**values)
+
+
+def accounts_digest(accounts: tuple[str, ...]) -> dict:
+    """How a record names an account opt-out list: its size and a digest."""
+    import hashlib
+
+    joined = "\n".join(accounts).encode()
+    return {"count": len(accounts), "sha256": hashlib.sha256(joined).hexdigest()}

@@ -112,7 +112,7 @@ def _folder_records(root: str) -> Iterator[dict[str, Any]]:
             row.update(
                 image=_read_if_exists(os.path.join(directory, name)),
                 key=text_name(os.path.relpath(base, root)),
-                source=text_name(root),
+                source=text_name(os.path.join(directory, name)),
             )
             yield row
 

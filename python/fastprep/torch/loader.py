@@ -110,6 +110,11 @@ class DataLoader:
         streaming: read the source in order instead of by index (default for
             WebDataset tar shards): records are split among ranks round-robin
             and shuffled through a seeded buffer of ``shuffle_buffer`` records.
+        erasures: erasure logs (``erasures.jsonl``) or prep output folders
+            whose ``fastprep forget`` erasures apply (a prep output's own log
+            is always read): a map-style source still holding an erased
+            record is refused (:class:`fastprep.privacy.forget.ErasedRecordsError`),
+            or those records are left out with ``on_erased="skip"``.
 
     Each batch is a dict: ``image``, ``index`` (int64 sample indices),
     ``key`` (list of str), and when available ``target`` (class int64, or
@@ -179,6 +184,8 @@ class DataLoader:
         caption_column: str = "caption",
         streaming: bool | None = None,
         shuffle_buffer: int = 10_000,
+        erasures: Any = None,
+        on_erased: str = "refuse",
     ) -> None:
         if batch_sampler is not None:
             raise ValueError("batch_sampler is not supported; pass sampler= and batch_size=")
@@ -217,6 +224,7 @@ class DataLoader:
             recipe = transform or from_torchvision(dataset.transform)
         else:
             self.source = open_map_source(dataset, image_column)
+            self.source.table = _screen_erased(self.source.table, dataset, erasures, on_erased)
             recipe = transform or evaluate(224)
         self.dataset = dataset
         self.recipe = recipe
@@ -534,6 +542,24 @@ def _prep_tar_output(path: str) -> bool:
     with open(manifest, encoding="utf-8") as f:
         outputs = json.load(f).get("outputs", [])
     return bool(outputs) and all(o["file"].endswith(".tar") for o in outputs)
+
+
+def _screen_erased(table: Any, dataset: Any, erasures: Any, on_erased: str) -> Any:
+    """Records listed in an erasure log (``erasures``: logs or output
+    folders; a prep output's own ``erasures.jsonl`` is always read) are
+    refused, or skipped with ``on_erased="skip"``."""
+    from fastprep.privacy.forget import screen_erased
+
+    logs = (
+        []
+        if erasures is None
+        else list(erasures)
+        if isinstance(erasures, (list, tuple))
+        else [erasures]
+    )
+    if isinstance(dataset, (str, os.PathLike)) and os.path.isdir(dataset):
+        logs.append(dataset)
+    return screen_erased(table, logs, on_erased)
 
 
 def _readable(dataset: Any) -> bool:
