@@ -45,7 +45,7 @@ __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "CommandError", "cli", "demo_corpus
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
+EXIT_BROKEN_PIPE = 1  # what click does on EPIPE inside a command
 
 log = logging.getLogger("fastprep.cli")
 
@@ -606,7 +606,11 @@ def _configure_logging(debug: bool) -> None:
 
 def _usage_line(error: click.UsageError) -> str:
     """click's usage error as one line, argparse-style for bad values."""
-    if isinstance(error, click.BadParameter) and error.param is not None:
+    if (
+        isinstance(error, click.BadParameter)
+        and not isinstance(error, click.MissingParameter)
+        and error.param is not None
+    ):
         name = (
             error.param.opts[0]
             if isinstance(error.param, click.Option)
@@ -636,7 +640,8 @@ def _error_text(error: BaseException) -> str:
 
 
 def _quiet_broken_pipe() -> int:
-    """stdout's reader has gone (``| head``): stop quietly, as `yes | head` does."""
+    """stdout's reader has gone (``| head``): stop quietly (exit 1, no message),
+    as click does when the pipe breaks inside a command."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -326,6 +326,7 @@ class _Job:
     def report(self, manifest, first, state, decisions, num_labels, counts, vocab) -> str | None:
         """Writes report.html; returns its name (relative to the output folder)."""
         from fastprep.pipeline.report import write_report
+        from fastprep.pipeline.report.gather import gather
 
         code = decisions.code
         considered = (code == Decision.KEEP) | (code == Decision.NO_LABEL)
@@ -358,6 +359,18 @@ class _Job:
                 for m in clusters
             ],
             leaks=decisions.leaks,
+            dropped=first.dropped(),
+            **gather(
+                parts=first.parts,
+                part_rows=first.part_rows,
+                keep=code == Decision.KEEP,
+                state=state,
+                vocab=vocab,
+                leaks=decisions.leaks,
+                eval_source=self.settings.eval_source,
+                size=self.settings.size,
+                mode=self.settings.mode,
+            ),
         )
         return os.path.relpath(path, self.out)
 

@@ -75,6 +75,9 @@ class Task:
 
     def stats(self) -> str:
         """``35/35 records (12 resumed), 120/s, 0:01, ETA 0:03`` and the note."""
+        if self.total is None and self.done == 0:  # a step without counts
+            text = ("done in " if self.finished is not None else "running, ") + clock(self.elapsed)
+            return text + (f", {self.note}" if self.note else "")
         text = f"{self.done:,}" + (f"/{self.total:,}" if self.total is not None else "")
         text += f" {self.unit}"
         if self.skipped:

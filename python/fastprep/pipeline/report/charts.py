@@ -214,9 +214,17 @@ def aspect_figure(mpl: Any, aspect: np.ndarray) -> bytes:
     """Histogram of width / height (log scale: 1/2 and 2 equally far from 1)."""
 
     def draw(ax: Any) -> None:
+        from matplotlib.ticker import NullFormatter, NullLocator
+
         lo, hi = min(float(aspect.min()), 0.9), max(float(aspect.max()), 1.1)
         _histogram(ax, aspect, np.geomspace(lo, hi, 16), ACCENT_2)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        named = [(1 / 3, "1:3"), (1 / 2, "1:2"), (2 / 3, "2:3"), (3 / 4, "3:4"), (1.0, "1:1"),
+                 (4 / 3, "4:3"), (3 / 2, "3:2"), (2.0, "2:1"), (3.0, "3:1")]  # fmt: skip
+        shown = [(v, t) for v, t in named if lo <= v <= hi] or [(1.0, "1:1")]
+        ax.set_xticks([v for v, _ in shown], [t for _, t in shown])
         ax.axvline(1.0, color=MUTED, lw=1, ls="--")
         ax.set_xlabel("aspect ratio (width / height)")
         ax.set_title("Aspect ratio", loc="left")

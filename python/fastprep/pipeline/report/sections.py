@@ -24,14 +24,7 @@ import pyarrow.compute as pc
 from fastprep.pipeline.report import charts
 from fastprep.pipeline.report.figures import Figures
 from fastprep.pipeline.report.fmt import pct
-from fastprep.pipeline.report.strips import (
-    CELL,
-    GAP,
-    GRID_COLUMNS,
-    grid_png,
-    pairs_png,
-    strip_png,
-)
+from fastprep.pipeline.report.strips import CELL, GAP, pairs_png, strip_png
 
 __all__ = [
     "clusters",
@@ -177,7 +170,7 @@ def records(manifest: dict, out_dir: str, figs: Figures, mpl: Any) -> dict:
         )
     sized = [s for s in shards if s["bytes"] is not None]
     shard_chart = None
-    if sized and mpl is not None:
+    if len(sized) > 1 and mpl is not None:  # one bar says nothing the table does not
         shard_chart = figs.img(
             "shard_bytes.png",
             charts.shard_bytes_figure(mpl, [s["file"] for s in sized], [s["bytes"] for s in sized]),
@@ -286,20 +279,18 @@ def samples(items: list[dict] | None, figs: Figures) -> dict | None:
     """A grid of written images, each with its key and labels."""
     if not items:
         return None
-    img = figs.img(
-        "samples.png",
-        grid_png([s.get("thumbnail") for s in items]),
-        f"{len(items)} written images",
-        css="strip",
-        scale=1,
-    )
-    return {
-        "img": img,
-        "cell": CELL,
-        "gap": GAP,
-        "columns": min(len(items), GRID_COLUMNS),
-        "items": [{"key": str(s.get("key")), "labels": list(s.get("labels") or [])} for s in items],
-    }
+    cells = []
+    for i, s in enumerate(items, start=1):
+        key = str(s.get("key"))
+        img = figs.img(
+            f"samples_{i:02d}.png",
+            strip_png([s.get("thumbnail")], 1, frames=False),
+            key,
+            css="thumb",
+            scale=1,
+        )
+        cells.append({"key": key, "labels": list(s.get("labels") or []), "img": img})
+    return {"cells": cells, "cell": CELL}
 
 
 def tag_examples(items: list[dict] | None, figs: Figures) -> list[dict]:
@@ -321,7 +312,7 @@ def tag_examples(items: list[dict] | None, figs: Figures) -> list[dict]:
                 "tag": str(item.get("tag")),
                 "images": item.get("images"),
                 "img": img,
-                "keys": [str(e.get("key")) for e in examples],
+                "members": [str(e.get("key")) for e in examples],
                 "n": len(examples),
             }
         )

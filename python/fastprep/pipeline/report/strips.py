@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from fastprep import _core
 
-__all__ = ["CELL", "DROP_RGB", "GAP", "GRID_COLUMNS", "grid_png", "pairs_png", "strip_png"]
+__all__ = ["CELL", "DROP_RGB", "GAP", "pairs_png", "strip_png"]
 
 THUMB = 96  # thumbnail box in the strips, pixels
 BORDER = 4
@@ -26,7 +26,6 @@ DROP_RGB = (198, 40, 40)  # red: dropped as a near-duplicate
 MISSING_RGB = (200, 200, 200)
 PLAIN_RGB = (220, 223, 228)  # the frame of a cell that is neither kept nor dropped
 EVAL_RGB = (53, 89, 199)  # blue: the evaluation image of a leak
-GRID_COLUMNS = 8  # cells per row of the sample grid
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -113,24 +112,6 @@ def strip(thumbnails: Sequence[Any], n: int, *, frames: bool = True) -> np.ndarr
 def strip_png(thumbnails: Sequence[Any], n: int, *, frames: bool = True) -> bytes:
     """:func:`strip` of the first ``n`` members, encoded as PNG."""
     return png(strip(thumbnails, n, frames=frames))
-
-
-def grid(thumbnails: Sequence[Any], columns: int = GRID_COLUMNS) -> np.ndarray:
-    """Cells in rows of ``columns`` (plain frames), row-major."""
-    n = len(thumbnails)
-    cols = max(1, min(columns, n))
-    rows = (n + cols - 1) // cols
-    out = np.full(
-        (rows * CELL + (rows - 1) * GAP, cols * CELL + (cols - 1) * GAP, 3), 255, np.uint8
-    )
-    for i, image in enumerate(thumbnails):
-        r, c = divmod(i, cols)
-        _cell(out, r * (CELL + GAP), c * (CELL + GAP), image, PLAIN_RGB)
-    return out
-
-
-def grid_png(thumbnails: Sequence[Any], columns: int = GRID_COLUMNS) -> bytes:
-    return png(grid(thumbnails, columns))
 
 
 def pairs(images: Sequence[tuple[Any, Any]]) -> np.ndarray:
