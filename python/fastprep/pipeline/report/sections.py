@@ -75,6 +75,8 @@ def _readable(name: str, value: Any) -> str:
         return f"{len(value):,} hashes" if value else "none"
     if name == "size" and isinstance(value, list) and len(value) == 2:
         return f"{value[0]} x {value[1]} px"
+    if name == "size" and isinstance(value, int):
+        return f"{value} x {value} px"
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "—"
     if isinstance(value, dict):
