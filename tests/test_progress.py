@@ -143,3 +143,40 @@ def test_cli_progress_stays_on_one_line_in_an_80_column_terminal(tmp_path):
     # it was a live display, redrawn in place (carriage returns / cursor moves)
     assert b"\r" in raw and b"\x1b[" in raw
     assert Path(out / "report.html").exists()
+
+
+def test_the_library_logs_and_only_the_cli_prints():
+    """No print() outside fastprep.cli: library modules log to ``fastprep.*``."""
+    import ast
+
+    import fastprep
+
+    root = Path(fastprep.__file__).parent
+    printing = []
+    for path in root.rglob("*.py"):
+        if "cli" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "print"
+            ):
+                printing.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert printing == []
+    source = (root / "pipeline" / "prep.py").read_text(encoding="utf-8")
+    assert "logging.getLogger(__name__)" in source
+
+
+def test_prep_logs_its_phases(tmp_path, caplog):
+    import logging
+
+    from fastprep.pipeline import prep
+
+    src = tmp_path / "src"
+    write_folder(src, corpus_records()[:4])
+    with caplog.at_level(logging.INFO, logger="fastprep"):
+        prep(str(src), tmp_path / "out", size=32, report=False)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("fastprep")]
+    assert any(m.startswith("pass 1: 4 records") for m in messages), messages
+    assert any(m.startswith("vocabulary:") for m in messages), messages
