@@ -195,7 +195,7 @@ def test_bad_values_are_one_line_usage_errors(tmp_path, corpus, options, message
     assert "missing option '--out'" in line.lower()
 
 
-@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("head") is None,
+@pytest.mark.skipif(os.name == "nt" or shutil.which("bash") is None or shutil.which("head") is None,
                     reason="needs a POSIX shell with head")  # fmt: skip
 def test_closed_pipe_ends_quietly(tmp_path):
     """`fastprep demo | head -1`: head reads the first line and exits, the job

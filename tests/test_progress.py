@@ -97,6 +97,7 @@ def test_clock():
     assert clock(0) == "0:00" and clock(65) == "1:05" and clock(3725) == "1:02:05"
 
 
+@pytest.mark.skipif(os.name == "nt", reason="pseudo-terminals are POSIX")
 def test_cli_progress_stays_on_one_line_in_an_80_column_terminal(tmp_path):
     """The whole job in a pseudo-terminal 80 columns wide, rendered by a
     terminal emulator: each phase is one row (redrawn in place, never
