@@ -198,3 +198,47 @@ def test_demo_report_renders_in_chromium(demo_report, tmp_path):
     with Image.open(shot) as im:
         pixels = np.asarray(im.convert("RGB")).astype(np.float64)
     assert pixels.mean(axis=2).var() > 200  # not a blank page
+
+
+def test_count_axes_have_whole_number_ticks(monkeypatch):
+    """Small counts (1-3 records) gave ticks at 0.5 steps; counts are whole."""
+    mpl = pytest.importorskip("matplotlib")
+    from fastprep.pipeline.report import charts
+    from matplotlib.figure import Figure
+
+    loaded = charts.load_matplotlib()
+    axes = {}
+
+    def capture(_mpl, _size, draw):
+        fig = Figure()
+        ax = fig.add_subplot()
+        draw(ax)
+        axes["ax"] = ax
+        return b""
+
+    monkeypatch.setattr(charts, "_render", capture)
+    cases = [
+        (lambda: charts.drops_figure(loaded, [("a", 3), ("b", 1)], 10), "x"),
+        (lambda: charts.labels_figure(loaded, [0, 1, 3, 2]), "y"),
+        (lambda: charts.formats_figure(loaded, [("jpeg", 2), ("png", 1)]), "y"),
+        (
+            lambda: charts.resolution_figure(
+                loaded, np.array([300.0, 310, 320]), np.array([200.0, 210, 400])
+            ),
+            "y",
+        ),
+    ]
+    for make, which in cases:
+        make()
+        ax = axes["ax"]
+        lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+        ticks = ax.get_xticks() if which == "x" else ax.get_yticks()
+        shown = [t for t in ticks if lo <= t <= hi]
+        assert len(shown) >= 2
+        assert all(float(t).is_integer() for t in shown), ticks
+    # without the integer locator the same data would get fractional ticks
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.bar([0, 1], [1, 2])
+    assert not all(float(t).is_integer() for t in ax.get_yticks())
+    assert mpl is not None
