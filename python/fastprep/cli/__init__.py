@@ -315,6 +315,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command(
+    short_help="Run the whole prep job on the bundled sample corpus.",
     help="Run the whole prep job on the bundled sample corpus (35 captioned photos with planted "
     "corrupt files, duplicates, private and opted-out records and an eval-set leak).",
     epilog=examples(
@@ -337,6 +338,7 @@ def demo(ctx: click.Context, out: str, **p: Any) -> None:
 
 
 @cli.command(
+    short_help="Prepare a corpus: consent, dedup, labels, shards, report.",
     help="Prepare a corpus: consent filtering, decoding and resizing, exact and near-duplicate "
     "removal, eval-set leaks, takedowns, a hashtag vocabulary and labels; writes shards, "
     "dropped.parquet, a manifest and report.html. SOURCE is a folder of images with sidecar "
@@ -371,6 +373,7 @@ def _captions(source: str, batch_size: int, options: dict):
 
 
 @cli.command(
+    short_help="Count a source's hashtags and write a vocabulary.",
     help="Count a source's hashtags (captions only, no image decoding) and write a vocabulary.",
     epilog=examples(
         "fastprep vocab photos/ --out vocab.json --top-k 17000",
@@ -414,6 +417,7 @@ def vocab(ctx: click.Context, source: str, out: str, **p: Any) -> None:
 
 
 @cli.command(
+    short_help="Find near-duplicate images (PDQ) and eval-set leaks.",
     help="Find near-duplicate images (PDQ) and, with --eval, eval-set leaks; writes "
     "duplicate_pairs.parquet, duplicates.parquet and eval_leaks.parquet.",
     epilog=examples(
@@ -512,6 +516,7 @@ def _dedup(source: str, out: str, p: dict[str, Any]) -> None:
 
 
 @cli.command(
+    short_help="Decode throughput on the bundled samples or your files.",
     help="Decode images repeatedly and report the throughput (images/s and per core).",
     epilog=examples(
         "fastprep bench",
