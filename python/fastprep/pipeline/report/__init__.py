@@ -60,8 +60,9 @@ def write_report(
     tag: ``tag``, ``images``, ``examples`` of ``key``/``thumbnail``),
     ``provenance`` (``licenses``: ``(licence, records)`` pairs,
     ``license_column``, ``authors``, ``sources``: ``(container, records)``,
-    ``n_sources``), ``images`` (``width``, ``height``, ``format`` per written
-    record), ``dropped`` (the drop table: damaged and refused files are
+    ``n_sources``), ``images`` (``width``, ``height`` per written record, or
+    an even sample of them, and ``formats``: records per format, or
+    ``format``: one per record), ``dropped`` (the drop table: damaged and refused files are
     listed) and ``leak_pairs`` (``train_key``, ``eval_key``, ``distance``,
     ``train`` and ``eval`` thumbnails). Returns the path of ``report.html``.
     Charts need matplotlib; without it the page says so and keeps every

@@ -28,6 +28,8 @@ SAMPLES = 24  # records in the sample grid
 TOP_TAGS = 6  # top vocabulary tags with examples
 EXAMPLES = 6  # examples per tag
 LEAK_PAIRS = 12
+MAX_AUTHORS = 100_000  # distinct authors counted (beyond: "at least")
+MAX_SIZES = 1_000_000  # records in the resolution/aspect histograms (evenly strided)
 LICENSE_COLUMNS = ("license", "licence", "license_name", "LICENSE")
 AUTHOR_COLUMNS = ("author", "creator", "photographer")
 
@@ -95,7 +97,7 @@ def gather(
     examples: dict[int, list[int]] = {t: [] for t in top}
     licenses: Counter[str] = Counter()
     authors: set[str] = set()
-    formats: list[str] = []
+    formats: Counter[str] = Counter()
     license_column = None
     any_author = False
     # one pass over the small columns of every part
@@ -111,14 +113,14 @@ def gather(
         table = read_arrow(path, columns=columns).filter(pa.array(mask))
         rows = np.flatnonzero(mask) + int(starts[part])
         if "format" in columns:
-            formats.extend(str(f) for f in table.column("format").to_pylist())
+            formats.update(str(f) for f in table.column("format").to_pylist())
         if lic is not None:
             licenses.update(
                 str(v) if v not in (None, "") else "unknown" for v in table.column(lic).to_pylist()
             )
         else:
             licenses["unknown"] += table.num_rows
-        if author is not None:
+        if author is not None and len(authors) < MAX_AUTHORS:
             any_author = True
             authors.update(str(v) for v in table.column(author).to_pylist() if v)
         if top and any(len(v) < EXAMPLES for v in examples.values()) and "caption" in columns:
@@ -174,8 +176,9 @@ def gather(
         if len(kept)
         else Counter()
     )
-    width = pc.take(state.column("source_width"), pa.array(kept, pa.int64())).to_numpy()
-    height = pc.take(state.column("source_height"), pa.array(kept, pa.int64())).to_numpy()
+    sized = kept[:: max(1, len(kept) // MAX_SIZES)] if len(kept) > MAX_SIZES else kept
+    width = pc.take(state.column("source_width"), pa.array(sized, pa.int64())).to_numpy()
+    height = pc.take(state.column("source_height"), pa.array(sized, pa.int64())).to_numpy()
     eval_pixels = _eval_thumbnails(eval_source, {e for _, _, e, _, _ in leak_rows}, size, mode)
     leak_pairs = [
         {
@@ -197,7 +200,7 @@ def gather(
             "sources": sources.most_common(10),
             "n_sources": len(sources),
         },
-        "images": {"width": width, "height": height, "format": formats},
+        "images": {"width": width, "height": height, "formats": dict(formats)},
         "leak_pairs": leak_pairs,
     }
 

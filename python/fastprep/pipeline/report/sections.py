@@ -365,11 +365,12 @@ def images(props: dict | None, figs: Figures, mpl: Any) -> dict | None:
         return None
     width = np.asarray(props.get("width", []), dtype=np.float64)
     height = np.asarray(props.get("height", []), dtype=np.float64)
-    formats = Counter(str(f) for f in props.get("format") or [])
+    formats = Counter({str(k): int(v) for k, v in (props.get("formats") or {}).items()})
+    formats.update(str(f) for f in props.get("format") or [])
     if not len(width) and not formats:
         return None
     out: dict[str, Any] = {
-        "n": len(width),
+        "n": sum(formats.values()) or len(width),
         "formats": sorted(formats.items(), key=lambda kv: -kv[1]),
     }
     if len(width):
