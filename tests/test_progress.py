@@ -98,7 +98,8 @@ def test_clock():
 
 
 @pytest.mark.skipif(os.name == "nt", reason="pseudo-terminals are POSIX")
-def test_cli_progress_stays_on_one_line_in_an_80_column_terminal(tmp_path):
+@pytest.mark.parametrize("columns", [80, 50])
+def test_cli_progress_stays_on_one_line_in_an_80_column_terminal(tmp_path, columns):
     """The whole job in a pseudo-terminal 80 columns wide, rendered by a
     terminal emulator: each phase is one row (redrawn in place, never
     wrapped or stacked), and every row on the final screen is a progress
@@ -115,12 +116,12 @@ def test_cli_progress_stays_on_one_line_in_an_80_column_terminal(tmp_path):
         sys.executable,
         ["-m", "fastprep", "prep", str(src), "--out", str(out), "--size", "32",
          "--batch-size", "2", "--records-per-shard", "4"],
-        env=env, dimensions=(60, 80), timeout=300,
+        env=env, dimensions=(60, columns), timeout=300,
     )  # fmt: skip
     raw = child.read()
     child.close()
     assert child.exitstatus == 0, raw.decode(errors="replace")[-2000:]
-    screen = pyte.Screen(80, 60)
+    screen = pyte.Screen(columns, 60)
     pyte.ByteStream(screen).feed(raw)
     rows = [row.rstrip() for row in screen.display if row.strip()]
     text = "\n".join(rows)
@@ -136,6 +137,8 @@ def test_cli_progress_stays_on_one_line_in_an_80_column_terminal(tmp_path):
     assert f"{total}/{total} records" in first, text
     last = next(row for row in rows if row.startswith("prep 2/2 write"))
     assert f"{written}/{written} records" in last, text
+    if columns < 80:  # what does not fit is cut, not wrapped
+        assert any(row.endswith("…") for row in rows), text
     # every row above the summary (printed after the display stops) is a phase
     summary = next(i for i, row in enumerate(rows) if row.startswith("fastprep prep:"))
     assert summary >= len(labels)

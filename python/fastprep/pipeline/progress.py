@@ -203,13 +203,23 @@ class Progress:
             from rich.table import Column
 
             console = Console(file=self.stream, highlight=False, soft_wrap=False)
-            self._rich = RichProgress(
-                TextColumn("{task.description}", table_column=Column(no_wrap=True)),
-                BarColumn(bar_width=20),
+            # The numbers matter more than the bar: a narrow terminal gets a
+            # shorter bar or none, and what still does not fit is cut with
+            # an ellipsis (never wrapped onto a second line).
+            bar = 20 if console.width >= 110 else 10 if console.width >= 90 else 0
+            columns: list[Any] = [
+                TextColumn("{task.description}", table_column=Column(no_wrap=True))
+            ]
+            if bar:
+                columns.append(BarColumn(bar_width=bar))
+            columns.append(
                 TextColumn(
                     "{task.fields[stats]}",
                     table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1),
-                ),
+                )
+            )
+            self._rich = RichProgress(
+                *columns,
                 console=console,
                 refresh_per_second=8,
                 expand=True,
