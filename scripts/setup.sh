@@ -32,4 +32,6 @@ fi
 rm -rf dist
 .venv/bin/maturin build --release --out dist --interpreter .venv/bin/python
 .venv/bin/python -m pip install -q --force-reinstall --no-deps dist/fastprep-*.whl
+# ...and whatever of its dependencies (click, rich, jinja2...) is still missing.
+.venv/bin/python -m pip install -q dist/fastprep-*.whl
 echo "setup: fastprep $(.venv/bin/python -c 'import fastprep; print(fastprep.__version__)') installed in .venv"

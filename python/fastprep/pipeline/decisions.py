@@ -13,8 +13,10 @@ that applies to a record is its reason.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -208,6 +210,7 @@ def decide(
     near_pairs: NearPairs,
     match: Match,
     eval_hashes: tuple[list[str], pa.Array] | None = None,
+    step: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> Decisions:
     """Every staged record's decision (see the module docstring).
 
@@ -215,7 +218,9 @@ def decide(
     keepers are chosen among labelled records (a group whose first copy has
     no label keeps a labelled copy) and unlabelled survivors are dropped.
     ``eval_hashes``: the eval set's keys and PDQ hashes (decoded ones only).
+    ``step(name)``: a context manager around each sub-step (progress).
     """
+    step = step or (lambda name: nullcontext())
     n = state.num_rows
     has_label = num_labels > 0
     labelled = has_label if settings.drop_unlabeled else np.ones(n, dtype=bool)
@@ -224,13 +229,17 @@ def decide(
     decisions = Decisions(code, reference)
     if n == 0:
         return decisions
-    code[opt_out_hits(state, settings.opt_out_hashes, settings.opt_out_radius, match)] = (
-        Decision.OPT_OUT
-    )
-    keeper = first_occurrence(state.column("xxh3_128"), labelled)
-    keeper[keeper == np.arange(n)] = -1
+    if settings.opt_out_hashes:
+        with step("opt-out list"):
+            hits = opt_out_hits(state, settings.opt_out_hashes, settings.opt_out_radius, match)
+            code[hits] = Decision.OPT_OUT
+    with step("exact copies"):
+        keeper = first_occurrence(state.column("xxh3_128"), labelled)
+        keeper[keeper == np.arange(n)] = -1
     if settings.dedup_radius is not None:
-        records, keepers, decisions.pairs = _near_duplicates(state, settings, labelled, near_pairs)
+        with step("near-duplicates"):
+            found = _near_duplicates(state, settings, labelled, near_pairs)
+        records, keepers, decisions.pairs = found
         free = keeper[records] < 0  # an exact copy keeps pointing at its first copy
         keeper[records[free]] = keepers[free]
     duplicate = (keeper >= 0) & (code == Decision.KEEP)
@@ -238,7 +247,10 @@ def decide(
     reference[duplicate] = keeper[duplicate]
     if eval_hashes is not None and len(eval_hashes[1]):
         decisions.eval_keys = list(eval_hashes[0])
-        leaks = _eval_leaks(state, decisions.eval_keys, eval_hashes[1], settings.eval_radius, match)
+        with step("eval leaks"):
+            leaks = _eval_leaks(
+                state, decisions.eval_keys, eval_hashes[1], settings.eval_radius, match
+            )
         decisions.leaks = leaks
         train = leaks.column("train_index").to_numpy()
         ev = leaks.column("eval_index").to_numpy()

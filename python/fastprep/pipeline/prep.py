@@ -19,6 +19,8 @@ and the manifest's totals must add up.
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import shutil
 import time
@@ -65,6 +67,8 @@ from fastprep.privacy.sources import relative_sources, source_root
 
 #: Duplicate clusters shown (with thumbnails) in the report.
 REPORT_CLUSTERS = 12
+
+log = logging.getLogger(__name__)
 
 
 def prep(
@@ -163,30 +167,40 @@ class _Job:
         self.record = settings.to_record(source_label(source))
         self.staging = os.path.join(out, "_staging")
         self.started = time.perf_counter()
+        self.board = Progress(enabled=False)
 
     def run(self, *, overwrite: bool, report: bool) -> PrepResult:
+        with Progress(enabled=self.progress) as self.board:
+            return self._run(overwrite=overwrite, report=report)
+
+    def _run(self, *, overwrite: bool, report: bool) -> PrepResult:
         if self.resume:
             manifest = finished_manifest(self.out, self.record)
             if manifest is not None:
+                log.info("%s already holds this run, finished", self.out)
                 return PrepResult(self.out, manifest)  # already complete
         os.makedirs(self.out, exist_ok=True)
         prepare_out_dir(self.out, self.record, self.resume, overwrite)
         first = self.pass1()
         state = first.state()
-        vocab = build_vocabulary(
-            first.counts,
-            top_k=self.settings.top_k,
-            min_count=self.settings.min_count,
-            normalizer=self.settings.hashtag_normalizer,
-        )
+        with self.board.step("prep vocabulary"):
+            vocab = build_vocabulary(
+                first.counts,
+                top_k=self.settings.top_k,
+                min_count=self.settings.min_count,
+                normalizer=self.settings.hashtag_normalizer,
+            )
+        log.info("vocabulary: %d of %d tags", len(vocab), len(first.counts))
         num_labels = self.labels(first.parts, vocab)
+        eval_hashes = self.eval_hashes() if state.num_rows else None
         decisions = decide(
             state,
             num_labels,
             self.settings,
             near_pairs=self.engine.near_pairs,
             match=self.engine.match,
-            eval_hashes=self.eval_hashes() if state.num_rows else None,
+            eval_hashes=eval_hashes,
+            step=lambda name: self.board.step(f"prep decisions: {name}"),
         )
         save_vocabulary(vocab, os.path.join(self.out, "vocab.json"))
         counts_table = first.counts.to_arrow()
@@ -198,9 +212,10 @@ class _Job:
 
         finish_privacy(self.out, manifest, self.settings)  # privacy totals, datasheet.md
         if report:
-            manifest["report"] = self.report(
-                manifest, first, state, decisions, num_labels, counts_table, vocab
-            )
+            with self.board.step("prep report"):
+                manifest["report"] = self.report(
+                    manifest, first, state, decisions, num_labels, counts_table, vocab
+                )
         atomic_json(manifest, os.path.join(self.out, "manifest.json"))
         shutil.rmtree(self.staging, ignore_errors=True)
         return PrepResult(self.out, manifest)
@@ -214,7 +229,13 @@ class _Job:
         )
         from_path = isinstance(self.source, (str, os.PathLike))
         total = count_records(self.source) if from_path else None
-        progress = Progress("prep 1/2 decode+hash", total, enabled=self.progress)
+        # Parts a resumed run finds finished are read back, not decoded:
+        # they count as done but not towards the rate.
+        finished = set()
+        if self.resume:
+            for marker in glob.glob(os.path.join(glob.escape(self.staging), "part-*.done")):
+                finished.add(int(os.path.basename(marker)[len("part-") : -len(".done")]))
+        task = self.board.task("prep 1/2 decode+hash", total)
         parts = self.engine.parts(self.source, settings.batch_size, dict(settings.source_options))
         root = source_root(self.source, settings.absolute_sources)
         if root is not None:  # no local paths in what is written
@@ -223,13 +244,18 @@ class _Job:
         step = partial(_stage_numbered, context)
         for result in self.engine.map(step, enumerate(parts)):
             first.add(result, self.staging)
-            progress.update(result.input)
-        progress.close()
+            task.update(result.input, skipped=result.part in finished)
+        task.close()
+        log.info("pass 1: %d records, %d parts resumed", first.total, len(finished))
         return first
 
     def labels(self, parts: list[str], vocab: Vocabulary) -> np.ndarray:
         context = LabelContext(vocab.to_json(), self.engine.task_threads())
-        found = list(self.engine.map(partial(label_part, context), parts))
+        found = []
+        with self.board.step("prep labels", len(parts), unit="parts") as task:
+            for labels in self.engine.map(partial(label_part, context), parts):
+                found.append(labels)
+                task.update(1)
         return np.concatenate(found) if found else np.zeros(0, np.int32)
 
     def eval_hashes(self) -> tuple[list[str], pa.Array] | None:
@@ -238,11 +264,12 @@ class _Job:
         keys: list[str] = []
         hashes: list[pa.Array] = []
         step = partial(hash_eval_part, self.engine.task_threads())
-        for part_keys, pdq in self.engine.map(
-            step, self.engine.parts(self.settings.eval_source, 256, {})
-        ):
-            keys.extend(part_keys)
-            hashes.append(pdq)
+        source = self.settings.eval_source
+        with self.board.step("prep eval hashing", unit="images hashed") as task:
+            for part_keys, pdq in self.engine.map(step, self.engine.parts(source, 256, {})):
+                keys.extend(part_keys)
+                hashes.append(pdq)
+                task.update(len(part_keys))
         pdq = pa.concat_arrays(hashes) if hashes else pa.array([], pa.binary(32))
         return keys, pdq
 
@@ -265,12 +292,21 @@ class _Job:
             self.engine.task_threads(),
             privacy=PrivacySpec.from_settings(self.settings),
         )
-        progress = Progress("prep 2/2 write", sum(s.records for s in plan), enabled=self.progress)
+        # Shards a resumed run finds written are kept: done, not in the rate.
+        spec = self.settings.shards
+        kept = {
+            s.index
+            for s in plan
+            if self.resume and os.path.exists(os.path.join(self.out, spec.shard_name(s.index)))
+        }
+        task = self.board.task("prep 2/2 write", sum(s.records for s in plan))
         shards = []
-        for shard in self.engine.map(partial(write_planned_shard, context), plan):
+        for planned, shard in zip(
+            plan, self.engine.map(partial(write_planned_shard, context), plan)
+        ):
             shards.append(shard)
-            progress.update(shard["records"])
-        progress.close()
+            task.update(shard["records"], skipped=planned.index in kept)
+        task.close()
         return shards
 
     # ------------------------------------------------------------------ outputs
@@ -299,6 +335,7 @@ class _Job:
     def report(self, manifest, first, state, decisions, num_labels, counts, vocab) -> str | None:
         """Writes report.html; returns its name (relative to the output folder)."""
         from fastprep.pipeline.report import write_report
+        from fastprep.pipeline.report.gather import gather
 
         code = decisions.code
         considered = (code == Decision.KEEP) | (code == Decision.NO_LABEL)
@@ -331,6 +368,18 @@ class _Job:
                 for m in clusters
             ],
             leaks=decisions.leaks,
+            dropped=first.dropped(),
+            **gather(
+                parts=first.parts,
+                part_rows=first.part_rows,
+                keep=code == Decision.KEEP,
+                state=state,
+                vocab=vocab,
+                leaks=decisions.leaks,
+                eval_source=self.settings.eval_source,
+                size=self.settings.size,
+                mode=self.settings.mode,
+            ),
         )
         from fastprep.privacy.datasheet import add_report_section
 

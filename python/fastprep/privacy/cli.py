@@ -1,53 +1,35 @@
-"""The privacy part of the command line, registered by :mod:`fastprep.cli`
-with one call each: prep's privacy flags (:func:`add_prep_flags`), how they
-become settings (:func:`settings_changes`) and ``fastprep forget``
-(:func:`add_forget_command`)."""
+"""The privacy part of the command line, registered by :mod:`fastprep.cli`:
+prep's privacy options (:data:`PREP_OPTIONS`), how they become settings
+(:func:`settings_changes`) and ``fastprep forget`` (:func:`register`)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
+from typing import Any
 
+import click
+
+from fastprep.cli._help import apply, examples, option
 from fastprep.pipeline.settings import REDACT_KINDS
 
+PRIVACY = "Privacy"
 
-def add_prep_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("privacy")
-    group.add_argument(
-        "--no-redact",
-        action="append",
-        choices=(*REDACT_KINDS, "all"),
-        default=[],
-        help="keep this kind in written captions (repeatable; default: all redacted)",
-    )
-    group.add_argument(
-        "--redact-column",
-        action="append",
-        default=None,
-        help="text column to redact (default: caption)",
-    )
-    group.add_argument("--account-column", default=None, help="account/user id column")
-    group.add_argument(
-        "--opt-out-accounts", default=None, help="file of opted-out account ids, one a line"
-    )
-    group.add_argument(
-        "--accounts",
-        default=None,
-        help="accounts table (Parquet/CSV/JSON lines) for account.<field> rules",
-    )
-    group.add_argument(
-        "--blur-faces",
-        nargs="?",
-        const="blur",
-        choices=("blur", "pixelate"),
-        default=None,
-        help="obfuscate detected faces (needs fastprep[faces])",
-    )
-    group.add_argument(
-        "--absolute-sources",
-        action="store_true",
-        help="write source paths as read (default: relative)",
-    )
+PREP_OPTIONS = [
+    option("--no-redact", group=PRIVACY, multiple=True,
+           type=click.Choice([*REDACT_KINDS, "all"]), show_default="every kind redacted",
+           help="Keep this kind in written captions (repeatable)."),
+    option("--redact-column", group=PRIVACY, multiple=True, show_default="caption",
+           help="Text column to redact (repeatable)."),
+    option("--account-column", group=PRIVACY, default=None, show_default="none",
+           help="The account/user id column (account-level consent)."),
+    option("--opt-out-accounts", group=PRIVACY, type=click.Path(), default=None,
+           show_default="none", help="File of opted-out account ids, one a line."),
+    option("--accounts", group=PRIVACY, type=click.Path(), default=None, show_default="none",
+           help="Accounts table (Parquet/CSV/JSON lines) for --drop-if account.<field> rules."),
+    option("--blur-faces", group=PRIVACY, type=click.Choice(["blur", "pixelate"]), default=None,
+           show_default="off", help="Obfuscate detected faces (needs fastprep[faces])."),
+    option("--absolute-sources", group=PRIVACY, is_flag=True,
+           help="Write source paths as read (default: relative to the source root)."),
+]  # fmt: skip
 
 
 def _read_lines(path: str | None) -> list[str]:
@@ -57,52 +39,60 @@ def _read_lines(path: str | None) -> list[str]:
         return [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
 
 
-def settings_changes(args: argparse.Namespace) -> dict:
-    """The PrepSettings fields the privacy flags set."""
-    off = set(args.no_redact or [])
-    accounts = _read_lines(args.opt_out_accounts)
+def settings_changes(p: dict[str, Any]) -> dict:
+    """The PrepSettings fields the privacy options set."""
+    off = set(p.get("no_redact") or ())
     return {
         "redact": () if "all" in off else tuple(k for k in REDACT_KINDS if k not in off),
-        "redact_columns": tuple(args.redact_column or ("caption",)),
-        "account_column": args.account_column,
-        "opt_out_accounts": tuple(accounts),
-        "accounts": args.accounts,
-        "blur_faces": args.blur_faces,
-        "absolute_sources": args.absolute_sources,
+        "redact_columns": tuple(p.get("redact_column") or ("caption",)),
+        "account_column": p.get("account_column"),
+        "opt_out_accounts": tuple(_read_lines(p.get("opt_out_accounts"))),
+        "accounts": p.get("accounts"),
+        "blur_faces": p.get("blur_faces"),
+        "absolute_sources": bool(p.get("absolute_sources")),
     }
 
 
-def _forget(args: argparse.Namespace) -> int:
-    from fastprep.privacy.forget import forget
+_FORGET_OPTIONS = [
+    option("--key", multiple=True, help="Record key (repeatable)."),
+    option("--keys-file", type=click.Path(), default=None, help="File of keys, one a line."),
+    option("--account", multiple=True, help="Account id (repeatable)."),
+    option("--accounts-file", type=click.Path(), default=None,
+           help="File of account ids, one a line."),
+    option("--xxh3", multiple=True, help="xxh3-128 hex of the image bytes (repeatable)."),
+    option("--pdq", multiple=True, help="PDQ hex; matches within --radius (repeatable)."),
+    option("--radius", type=click.IntRange(0, 256), default=31, help="PDQ Hamming radius."),
+    option("--reason", default=None, help="Why (kept in the erasure log)."),
+    option("--quiet", "-q", is_flag=True, help="No summary line."),
+]  # fmt: skip
 
-    result = forget(
-        args.out,
-        keys=(args.key or []) + _read_lines(args.keys_file),
-        accounts=(args.account or []) + _read_lines(args.accounts_file),
-        xxh3=args.xxh3 or [],
-        pdq=args.pdq or [],
-        radius=args.radius,
-        reason=args.reason,
+
+def register(group: click.Group) -> None:
+    """Adds ``fastprep forget`` to the command group."""
+
+    @group.command(
+        short_help="Erase records from a finished prep output.",
+        help="Erase records from a finished prep output (by key, account, xxh3 or PDQ): only "
+        "the shards holding them are rewritten, and the erasure is logged without the keys.",
+        epilog=examples(
+            "fastprep forget prepared/ --key photo_123",
+            "fastprep forget prepared/ --accounts-file takedown_accounts.txt --reason gdpr",
+        ),
     )
-    if not args.quiet:
-        print(
-            f"fastprep forget: {result.erased} record(s) erased"
-            + (f"; rewrote {', '.join(result.shards)}" if result.shards else ""),
-            file=sys.stdout,
+    @click.argument("out")
+    @apply(_FORGET_OPTIONS)
+    def forget(out: str, **p: Any) -> None:
+        from fastprep.privacy.forget import forget as erase
+
+        result = erase(
+            out,
+            keys=[*p["key"], *_read_lines(p["keys_file"])],
+            accounts=[*p["account"], *_read_lines(p["accounts_file"])],
+            xxh3=list(p["xxh3"]),
+            pdq=list(p["pdq"]),
+            radius=p["radius"],
+            reason=p["reason"],
         )
-    return 0
-
-
-def add_forget_command(sub) -> None:
-    forget = sub.add_parser("forget", help="erase records from a finished prep output")
-    forget.add_argument("out", help="the prep output folder")
-    forget.add_argument("--key", action="append", help="record key (repeatable)")
-    forget.add_argument("--keys-file", help="file of keys, one a line")
-    forget.add_argument("--account", action="append", help="account id (repeatable)")
-    forget.add_argument("--accounts-file", help="file of account ids, one a line")
-    forget.add_argument("--xxh3", action="append", help="xxh3-128 hex of the image bytes")
-    forget.add_argument("--pdq", action="append", help="PDQ hex; matches within --radius")
-    forget.add_argument("--radius", type=int, default=31)
-    forget.add_argument("--reason", default=None, help="why (kept in the erasure log)")
-    forget.add_argument("--quiet", action="store_true")
-    forget.set_defaults(run=_forget)
+        if not p["quiet"]:
+            shards = f"; rewrote {', '.join(result.shards)}" if result.shards else ""
+            click.echo(f"fastprep forget: {result.erased} record(s) erased{shards}")

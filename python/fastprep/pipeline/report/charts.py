@@ -11,7 +11,17 @@ import numpy as np
 
 from fastprep.pipeline.report.strips import DROP_RGB
 
-__all__ = ["HIDPI", "drops_figure", "labels_figure", "load_matplotlib", "rank_frequency_figure"]
+__all__ = [
+    "HIDPI",
+    "aspect_figure",
+    "drops_figure",
+    "formats_figure",
+    "labels_figure",
+    "load_matplotlib",
+    "rank_frequency_figure",
+    "resolution_figure",
+    "shard_bytes_figure",
+]
 
 ACCENT = "#3559c7"  # also the page's --accent (the browser test looks for it)
 ACCENT_2 = "#e08a1e"
@@ -66,6 +76,13 @@ def _render(mpl: Any, size: tuple[float, float], draw: Callable[[Any], None]) ->
     return buf.getvalue()
 
 
+def _integer_axis(axis: Any) -> None:
+    """Ticks at whole numbers only: counts have no fractions."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def _mpl_text(text: str) -> str:
     """Plain text for matplotlib: ``$`` would start mathtext."""
     return str(text).replace("$", r"\$")
@@ -85,6 +102,7 @@ def drops_figure(mpl: Any, drops: list[tuple[str, int]], total: int) -> bytes:
         for yi, v in zip(y, values):
             ax.text(v + top * 0.01, yi, f"{v:,}", va="center", fontsize=9, color="#2b303a")
         ax.set_xlim(0, top * 1.15)
+        _integer_axis(ax.xaxis)
         ax.set_xlabel("records")
         dropped = sum(values)
         ax.set_title(f"Dropped by reason: {dropped:,} of {total:,}", loc="left")
@@ -105,8 +123,13 @@ def rank_frequency_figure(
         pick = ranks - 1
 
     def draw(ax: Any) -> None:
-        ax.loglog(ranks[pick], occurrences[pick], color=ACCENT_2, lw=1.6, label="occurrences")
-        ax.loglog(ranks[pick], images[pick], color=ACCENT, lw=1.8, label="images")
+        # images solid and wide, occurrences dashed on top: where the two
+        # coincide (one use of a tag per caption) both stay visible
+        ax.loglog(ranks[pick], images[pick], color=ACCENT, lw=2.6, label="images", zorder=2)
+        ax.loglog(
+            ranks[pick], occurrences[pick], color=ACCENT_2, lw=1.4, ls=(0, (4, 2)),
+            label="occurrences", zorder=3,
+        )  # fmt: skip
         if 0 < vocab < len(ranks):
             ax.axvspan(1, vocab, color=ACCENT, alpha=0.07, lw=0)
             ax.axvline(vocab, color=ACCENT, ls="--", lw=1)
@@ -139,8 +162,86 @@ def labels_figure(mpl: Any, per_record: list[int]) -> bytes:
         ax.set_xlabel("labels per written record")
         ax.set_ylabel("records")
         ax.grid(axis="x", visible=False)
+        _integer_axis(ax.yaxis)
         if len(k) <= 30:
             ax.set_xticks(k)
+        else:
+            _integer_axis(ax.xaxis)
         ax.set_title("Labels per record (grey: no label)", loc="left")
 
     return _render(mpl, (5.0, 3.0), draw)
+
+
+def shard_bytes_figure(mpl: Any, files: list[str], sizes: list[int]) -> bytes:
+    """Bars of each shard's size on disk (MB)."""
+
+    def draw(ax: Any) -> None:
+        x = np.arange(len(files))
+        ax.bar(x, np.asarray(sizes, dtype=np.float64) / 1e6, color=ACCENT, width=0.7)
+        ax.set_xlabel("shard")
+        ax.set_ylabel("MB")
+        ax.grid(axis="x", visible=False)
+        _integer_axis(ax.xaxis)
+        ax.set_title(f"Bytes per shard ({sum(sizes) / 1e6:,.1f} MB in all)", loc="left")
+
+    return _render(mpl, (5.0, 2.6), draw)
+
+
+def _histogram(ax: Any, values: np.ndarray, bins: Any, color: str) -> None:
+    ax.hist(values, bins=bins, color=color, edgecolor="white", linewidth=0.6)
+    ax.grid(axis="x", visible=False)
+    _integer_axis(ax.yaxis)
+    ax.set_ylabel("records")
+
+
+def resolution_figure(mpl: Any, width: np.ndarray, height: np.ndarray) -> bytes:
+    """Histogram of the shorter side (pixels, before resizing)."""
+    shorter = np.minimum(width, height)
+
+    def draw(ax: Any) -> None:
+        lo, hi = max(float(shorter.min()), 1.0), max(float(shorter.max()), 2.0)
+        bins = np.geomspace(lo, hi * 1.0001, 16) if hi / lo > 4 else 15
+        _histogram(ax, shorter, bins, ACCENT)
+        if hi / lo > 4:
+            ax.set_xscale("log")
+        ax.set_xlabel("shorter side (px, as decoded)")
+        ax.set_title("Resolution", loc="left")
+
+    return _render(mpl, (3.6, 2.6), draw)
+
+
+def aspect_figure(mpl: Any, aspect: np.ndarray) -> bytes:
+    """Histogram of width / height (log scale: 1/2 and 2 equally far from 1)."""
+
+    def draw(ax: Any) -> None:
+        from matplotlib.ticker import NullFormatter, NullLocator
+
+        lo, hi = min(float(aspect.min()), 0.9), max(float(aspect.max()), 1.1)
+        _histogram(ax, aspect, np.geomspace(lo, hi, 16), ACCENT_2)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        named = [(1 / 3, "1:3"), (1 / 2, "1:2"), (2 / 3, "2:3"), (3 / 4, "3:4"), (1.0, "1:1"),
+                 (4 / 3, "4:3"), (3 / 2, "3:2"), (2.0, "2:1"), (3.0, "3:1")]  # fmt: skip
+        shown = [(v, t) for v, t in named if lo <= v <= hi] or [(1.0, "1:1")]
+        ax.set_xticks([v for v, _ in shown], [t for _, t in shown])
+        ax.axvline(1.0, color=MUTED, lw=1, ls="--")
+        ax.set_xlabel("aspect ratio (width / height)")
+        ax.set_title("Aspect ratio", loc="left")
+
+    return _render(mpl, (3.6, 2.6), draw)
+
+
+def formats_figure(mpl: Any, formats: list[tuple[str, int]]) -> bytes:
+    """Bars of records per source image format."""
+
+    def draw(ax: Any) -> None:
+        x = np.arange(len(formats))
+        ax.bar(x, [c for _, c in formats], color=MUTED, width=0.6)
+        ax.set_xticks(x, [_mpl_text(f) for f, _ in formats])
+        ax.grid(axis="x", visible=False)
+        _integer_axis(ax.yaxis)
+        ax.set_ylabel("records")
+        ax.set_title("Source format", loc="left")
+
+    return _render(mpl, (3.0, 2.6), draw)

@@ -14,7 +14,19 @@ from fastprep.pipeline.report.fmt import esc
 __all__ = ["Figures", "atomic_write"]
 
 #: Figure files this package writes into ``report/``; stale ones are removed.
-FIGURE_PREFIXES = ("rank_frequency", "drops", "labels_per_record", "cluster_")
+FIGURE_PREFIXES = (
+    "rank_frequency",
+    "drops",
+    "labels_per_record",
+    "cluster_",
+    "shard_bytes",
+    "samples",
+    "tag_",
+    "resolution",
+    "aspect",
+    "formats",
+    "leaks",
+)
 
 
 def atomic_write(path: str, data: bytes) -> None:

@@ -1,5 +1,7 @@
-"""Assembles ``report.html`` from its sections, with the stylesheet and the
-script inlined from ``static/`` so the page needs no other file."""
+"""Renders ``report.html`` from its jinja2 templates (``templates/``), with
+the stylesheet and the script inlined from ``static/`` so the page needs no
+other file. Autoescaping is on: every string from the data (keys, hashtags,
+captions, paths) is escaped by the templates."""
 
 from __future__ import annotations
 
@@ -7,15 +9,13 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import jinja2
+
 from fastprep.pipeline.report import sections
 from fastprep.pipeline.report.figures import Figures
-from fastprep.pipeline.report.fmt import esc
+from fastprep.pipeline.report.strips import CELL, GAP
 
 __all__ = ["render_page"]
-
-_NO_MATPLOTLIB = (
-    "Charts are missing: figures need <code>pip install 'fastprep[report]'</code> (matplotlib)."
-)
 
 
 @cache
@@ -29,24 +29,57 @@ def static_text(name: str) -> str:
     return static.joinpath(name).read_text(encoding="utf-8")
 
 
-def _document(manifest: dict, body: str, n_figures: int) -> str:
-    """The whole page around ``body``: head, inline CSS, footer and script."""
-    # The newline after <style> and <script> is kept from when the CSS and JS
-    # were Python strings: the same inputs still give the same bytes.
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>fastprep report · {esc(manifest.get('source', ''))}</title>"
-        f"<style>\n{static_text('report.css')}</style></head><body><main>"
-        + body
-        + f"<footer>Written by fastprep {esc(manifest.get('fastprep', ''))} · "
-        f"{n_figures} figure{'s' if n_figures != 1 else ''}</footer>"
-        f"</main><script>\n{static_text('report.js')}</script></body></html>\n"
+def _template_source(name: str) -> str:
+    return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def _num(value: Any) -> str:
+    """A count with thousands separators (``—`` for None)."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    try:
+        return f"{int(value):,}"  # numpy integers
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_template_source),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
+    env.filters["num"] = _num
+    return env
+
+
+_TOC = (
+    ("run", "Run"),
+    ("records", "Records"),
+    ("samples", "Samples"),
+    ("hashtags", "Hashtags"),
+    ("coverage", "Labels"),
+    ("provenance", "Licences & consent"),
+    ("images", "Images"),
+    ("damaged", "Damaged files"),
+    ("clusters", "Duplicates"),
+    ("leaks", "Eval leaks"),
+)
 
 
 def render_page(
     *,
+    out_dir: str,
     manifest: dict,
     counts: Any,
     coverage: dict,
@@ -54,22 +87,40 @@ def render_page(
     leaks: Any,
     figs: Figures,
     mpl: Any,
+    samples: list[dict] | None = None,
+    tag_examples: list[dict] | None = None,
+    provenance: dict | None = None,
+    images: dict | None = None,
+    dropped: Any = None,
+    leak_pairs: list[dict] | None = None,
 ) -> str:
-    """The report page as a string; its figures are written through ``figs``.
-
-    ``mpl`` is :func:`~fastprep.pipeline.report.charts.load_matplotlib`'s
-    result: None leaves the charts out and puts a note at the top.
-    """
-    note = "" if mpl is not None else f'<p class="note" id="no-figures">{_NO_MATPLOTLIB}</p>'
-    # in page order; the sections write their figures as they are built
-    body = [
-        sections.header(manifest),
-        sections.tiles(manifest, coverage),
-        note,
-        sections.drops_section(manifest, figs, mpl),
-        sections.hashtags_section(counts, coverage, figs, mpl),
-        sections.coverage_section(coverage, figs, mpl),
-        sections.clusters_section(clusters, figs),
-        sections.leaks_section(leaks),
+    """The report page as a string; its figures are written through ``figs``
+    in page order. ``mpl`` is
+    :func:`~fastprep.pipeline.report.charts.load_matplotlib`'s result: None
+    leaves the charts out and puts a note at the top."""
+    context: dict[str, Any] = {
+        "run": sections.run(manifest),
+        "tiles": sections.tiles(manifest, coverage),
+        "charts": mpl is not None,
+        "cell": CELL,
+        "gap": GAP,
+    }
+    # the sections write their figures as they are built, in page order
+    context["records"] = sections.records(manifest, out_dir, figs, mpl)
+    context["samples"] = sections.samples(samples, figs)
+    context["hashtags"] = sections.hashtags(counts, coverage, figs, mpl)
+    context["tag_examples"] = sections.tag_examples(tag_examples, figs)
+    context["coverage"] = sections.coverage(coverage, figs, mpl)
+    context["provenance"] = sections.provenance(manifest, provenance)
+    context["images"] = sections.images(images, figs, mpl)
+    context["damaged"] = sections.damaged(dropped)
+    context["clusters"] = sections.clusters(clusters, figs)
+    context["leaks"] = sections.leaks(leaks, leak_pairs, figs)
+    present = {k for k in ("samples", "images", "damaged") if context[k]}
+    context["toc"] = [
+        (i, t) for i, t in _TOC if i not in ("samples", "images", "damaged") or i in present
     ]
-    return _document(manifest, "".join(body), len(figs.written))
+    context["n_figures"] = len(figs.written)
+    context["css"] = static_text("report.css")
+    context["js"] = static_text("report.js")
+    return environment().get_template("page.html.j2").render(context)

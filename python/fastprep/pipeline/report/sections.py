@@ -1,14 +1,20 @@
-"""The sections of the report page, one function each, in page order.
+"""What each section of the report shows, as plain data for its template
+(``templates/<section>.html.j2``), in page order.
 
-Each returns an HTML fragment; the ones with figures write them through a
-:class:`~fastprep.pipeline.report.figures.Figures`. ``mpl`` is
+Each function takes the report's inputs and returns a dict (or None when
+the section has nothing to show); figures are written through a
+:class:`~fastprep.pipeline.report.figures.Figures` and passed to the
+templates as ready ``<img>`` elements. ``mpl`` is
 :func:`~fastprep.pipeline.report.charts.load_matplotlib`'s result: None
-leaves the charts out and keeps the tables.
+leaves the charts out and keeps the tables. Escaping is the templates' job
+(jinja2's autoescape): strings here are raw.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -17,65 +23,93 @@ import pyarrow.compute as pc
 
 from fastprep.pipeline.report import charts
 from fastprep.pipeline.report.figures import Figures
-from fastprep.pipeline.report.fmt import esc, num, pct
-from fastprep.pipeline.report.strips import CELL, GAP, strip_png
+from fastprep.pipeline.report.fmt import pct
+from fastprep.pipeline.report.strips import CELL, GAP, pairs_png, strip_png
 
 __all__ = [
-    "clusters_section",
-    "coverage_section",
-    "drops_section",
-    "hashtags_section",
-    "header",
-    "leaks_section",
+    "clusters",
+    "coverage",
+    "damaged",
+    "hashtags",
+    "images",
+    "leaks",
+    "provenance",
+    "records",
+    "run",
+    "samples",
+    "tag_examples",
     "tiles",
 ]
 
 _TOP_TAGS = 30
 _MAX_LEAK_ROWS = 50
+_MAX_LEAK_PAIRS = 12
 _MAX_CLUSTERS = 12
 _MAX_STRIP_MEMBERS = 10
+_MAX_DAMAGED = 50
+
+#: Drop reasons that mean the file itself is damaged or was refused unread.
+DAMAGED_REASONS = ("decode_error", "too_large", "bad_metadata", "source_error")
+#: Drop reasons of consent and takedowns.
+CONSENT_REASONS = ("not_public", "opt_out", "opt_out_list")
 
 
 # ---------------------------------------------------------------------------
-# header and summary tiles
+# run: source, versions and the settings, readable
 
 
-def _setting(value: Any) -> str:
-    if isinstance(value, str):
-        return value
+def _readable(name: str, value: Any) -> str:
+    """A setting's value as a person reads it."""
+    if value is None:
+        return "off" if name == "dedup_radius" else "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name == "consent_rules" and isinstance(value, list):
+        rules = []
+        for rule in value:
+            if isinstance(rule, dict):
+                values = ", ".join(json.dumps(v) for v in rule.get("drop_values", []))
+                rules.append(f"{rule.get('column')} in ({values}) → {rule.get('reason')}")
+        return "; ".join(rules) or "none"
+    if name == "opt_out_hashes" and isinstance(value, list):
+        return f"{len(value):,} hashes" if value else "none"
+    if name == "size" and isinstance(value, list) and len(value) == 2:
+        return f"{value[0]} x {value[1]} px"
+    if name == "size" and isinstance(value, int):
+        return f"{value} x {value} px"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "—"
+    if isinstance(value, dict):
+        if not value:
+            return "—"
+        return ", ".join(f"{k}={_readable(k, v)}" for k, v in value.items())
+    if isinstance(value, int):
+        return f"{value:,}"
     try:
-        return json.dumps(value, ensure_ascii=False)
+        return str(value) if isinstance(value, (str, float)) else json.dumps(value)
     except (TypeError, ValueError):
         return repr(value)
 
 
-def header(manifest: dict) -> str:
-    """The title, source and versions, and the job's settings."""
-    versions = [f"fastprep <code>{esc(manifest.get('fastprep', '?'))}</code>"]
-    if manifest.get("pyarrow"):
-        versions.append(f"pyarrow <code>{esc(manifest['pyarrow'])}</code>")
+def run(manifest: dict) -> dict:
+    """Source, versions, engine and the settings (folded: a table)."""
     settings = manifest.get("settings") or {}
-    rows = "".join(f"<dt>{esc(k)}</dt><dd>{esc(_setting(v))}</dd>" for k, v in settings.items())
-    settings_html = (
-        f'<details open><summary>Settings</summary><dl class="kv">{rows}</dl></details>'
-        if rows
-        else ""
-    )
-    return (
-        "<header><h1>fastprep · prep report</h1>"
-        f'<div class="meta">Source <code>{esc(manifest.get("source", "?"))}</code> · '
-        f"{' · '.join(versions)}</div></header>"
-        f"<section><h2>Run</h2>{settings_html}</section>"
-    )
+    versions = [("fastprep", manifest.get("fastprep", "?"))]
+    for name, version in (manifest.get("versions") or {}).items():
+        versions.append((name, version))
+    if manifest.get("pyarrow"):
+        versions.append(("pyarrow", manifest["pyarrow"]))
+    engine = manifest.get("engine") or {}
+    return {
+        "source": manifest.get("source", "?"),
+        "versions": versions,
+        "engine": ", ".join(f"{k} {v}" for k, v in engine.items()) if engine else None,
+        "settings": [(k, _readable(k, v)) for k, v in settings.items()],
+    }
 
 
-def _tile(label: str, value: str, sub: str = "") -> str:
-    sub_html = f'<div class="s">{sub}</div>' if sub else ""
-    return f'<div class="tile"><div class="l">{label}</div><div class="v">{value}</div>{sub_html}</div>'
-
-
-def tiles(manifest: dict, coverage: dict) -> str:
-    """The row of headline numbers: records in, written, dropped, speed, labels."""
+def tiles(manifest: dict, coverage: dict) -> list[tuple[str, str, str]]:
+    """The headline numbers: ``(label, value, note)``."""
     totals = manifest.get("totals") or {}
     total = int(totals.get("input") or 0)
     written = int(totals.get("written") or 0)
@@ -84,67 +118,33 @@ def tiles(manifest: dict, coverage: dict) -> str:
     labeled = int(coverage.get("labeled") or 0)
     rps = manifest.get("records_per_second")
     seconds = manifest.get("seconds")
-    return (
-        '<div class="tiles">'
-        + "".join(
-            (
-                _tile("Input records", num(total)),
-                _tile("Written", num(written), pct(written, total) + " of input"),
-                _tile("Dropped", num(dropped), pct(dropped, total) + " of input"),
-                _tile("Throughput", num(float(rps)) if rps is not None else "—", "records/s"),
-                _tile("Wall time", f"{float(seconds):,.2f} s" if seconds is not None else "—"),
-                _tile("Vocabulary", num(int(coverage.get("vocab_size") or 0)), "hashtags"),
-                _tile("Labeled", pct(labeled, records), f"{num(labeled)} of {num(records)}"),
-            )
-        )
-        + "</div>"
-    )
+    return [
+        ("Input records", f"{total:,}", ""),
+        ("Written", f"{written:,}", pct(written, total) + " of input"),
+        ("Dropped", f"{dropped:,}", pct(dropped, total) + " of input"),
+        ("Throughput", f"{float(rps):,.1f}" if rps is not None else "—", "records/s"),
+        ("Wall time", f"{float(seconds):,.2f} s" if seconds is not None else "—", ""),
+        ("Vocabulary", f"{int(coverage.get('vocab_size') or 0):,}", "hashtags"),
+        ("Labeled", pct(labeled, records), f"{labeled:,} of {records:,}"),
+    ]
 
 
 # ---------------------------------------------------------------------------
-# records: written, dropped by reason, output shards
+# records: outcomes, shards and their bytes
 
 
-def _outcomes_table(drops: list[tuple[str, int]], written: int, total: int) -> str:
-    dropped = sum(c for _, c in drops)
-    rows = [
-        f'<tr><td class="key">{esc(r)}</td><td class="num">{num(c)}</td>'
-        f'<td class="num">{pct(c, total)}</td></tr>'
-        for r, c in drops
-    ]
-    return (
-        '<table><thead><tr><th>outcome</th><th class="num">records</th>'
-        '<th class="num">of input</th></tr></thead><tbody>'
-        f'<tr><td class="key ok">written</td><td class="num">{num(written)}</td>'
-        f'<td class="num">{pct(written, total)}</td></tr>'
-        + "".join(rows)
-        + f'<tr><td><b>input</b></td><td class="num"><b>{num(total)}</b></td>'
-        f'<td class="num">{pct(written + dropped, total)}</td></tr>'
-        "</tbody></table>"
-    )
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
 
 
-def _shards(manifest: dict) -> str:
-    outputs = manifest.get("outputs") or []
-    shard_rows = "".join(
-        f'<tr><td class="key">{esc(o.get("file", "?"))}</td>'
-        f'<td class="num">{num(o.get("records"))}</td></tr>'
-        for o in outputs
-    )
-    vocab = manifest.get("vocabulary") or {}
-    # a long list of shards starts folded
-    return (
-        f"<details{' open' if len(outputs) <= 8 else ''}><summary>{len(outputs):,} output "
-        f"shard{'s' if len(outputs) != 1 else ''}"
-        + (f" · vocabulary <code>{esc(vocab.get('file'))}</code>" if vocab.get("file") else "")
-        + '</summary><table><thead><tr><th>file</th><th class="num">records</th></tr></thead>'
-        f"<tbody>{shard_rows}</tbody></table></details>"
-    )
-
-
-def drops_section(manifest: dict, figs: Figures, mpl: Any) -> str:
-    """Records written and dropped per reason (table and bar chart), and the
-    output shards."""
+def records(manifest: dict, out_dir: str, figs: Figures, mpl: Any) -> dict:
+    """Records written and dropped per reason (table, chart), and the shards
+    with their sizes on disk (table, chart)."""
     totals = manifest.get("totals") or {}
     total = int(totals.get("input") or 0)
     written = int(totals.get("written") or 0)
@@ -152,17 +152,46 @@ def drops_section(manifest: dict, figs: Figures, mpl: Any) -> str:
         ((str(k), int(v)) for k, v in (totals.get("dropped") or {}).items()),
         key=lambda kv: (-kv[1], kv[0]),
     )
-    table = _outcomes_table(by_reason, written, total)
-    chart = ""
+    chart = None
     if by_reason and mpl is not None:
-        png = charts.drops_figure(mpl, by_reason, total)
-        chart = figs.img("drops.png", png, "drops by reason")
-    elif not by_reason:
-        chart = '<p class="empty">No record was dropped.</p>'
-    return (
-        '<section><h2>Records</h2><div class="grid2">'
-        f"<div>{table}{_shards(manifest)}</div><div>{chart}</div></div></section>"
-    )
+        chart = figs.img("drops.png", charts.drops_figure(mpl, by_reason, total), "drops by reason")
+    shards = []
+    for output in manifest.get("outputs") or []:
+        name = str(output.get("file", "?"))
+        path = os.path.join(out_dir, name)
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+        n = output.get("records")
+        shards.append(
+            {
+                "file": name,
+                "records": n,
+                "bytes": size,
+                "size": _human_bytes(size) if size is not None else "—",
+                "per_record": _human_bytes(size // n) if size and n else "—",
+            }
+        )
+    sized = [s for s in shards if s["bytes"] is not None]
+    shard_chart = None
+    if len(sized) > 1 and mpl is not None:  # one bar says nothing the table does not
+        shard_chart = figs.img(
+            "shard_bytes.png",
+            charts.shard_bytes_figure(mpl, [s["file"] for s in sized], [s["bytes"] for s in sized]),
+            "bytes per shard",
+        )
+    total_bytes = sum(s["bytes"] for s in sized)
+    return {
+        "total": total,
+        "written": written,
+        "drops": [(r, c, pct(c, total)) for r, c in by_reason],
+        "dropped": sum(c for _, c in by_reason),
+        "written_pct": pct(written, total),
+        "accounted_pct": pct(written + sum(c for _, c in by_reason), total),
+        "chart": chart,
+        "shards": shards,
+        "shard_chart": shard_chart,
+        "total_size": _human_bytes(total_bytes) if sized else None,
+        "vocab_file": (manifest.get("vocabulary") or {}).get("file"),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -170,7 +199,6 @@ def drops_section(manifest: dict, figs: Figures, mpl: Any) -> str:
 
 
 def _counts_table(counts: Any) -> pa.Table | None:
-    """The hashtag counts as a table, or None when there are none."""
     if counts is None:
         return None
     if isinstance(counts, pa.RecordBatch):
@@ -180,113 +208,230 @@ def _counts_table(counts: Any) -> pa.Table | None:
     return counts
 
 
-def _top_tags_table(top: list[dict], vocab: int, total_occ: int) -> str:
-    rows = "".join(
-        f'<tr><td class="num">{i}</td><td class="key">#{esc(r["tag"])}</td>'
-        f'<td class="num">{num(int(r["images"]))}</td>'
-        f'<td class="num">{num(int(r["occurrences"]))}</td>'
-        f'<td class="num">{pct(int(r["occurrences"]), total_occ)}</td>'
-        f"<td>{'<span class=ok>✓</span>' if i <= vocab else ''}</td></tr>"
-        for i, r in enumerate(top, start=1)
-    )
-    return (
-        f"<h3>Top {len(top)} hashtags</h3>"
-        '<table><thead><tr><th class="num">#</th><th>tag</th><th class="num">images</th>'
-        '<th class="num">occurrences</th><th class="num">share</th><th>vocab</th></tr></thead>'
-        f"<tbody>{rows}</tbody></table>"
-    )
-
-
-def hashtags_section(counts: Any, coverage: dict, figs: Figures, mpl: Any) -> str:
-    """The rank-frequency chart and the top hashtags, marking those in the
-    vocabulary. ``counts`` is ``HashtagCounts.to_arrow()`` (or None)."""
-    counts = _counts_table(counts)
-    if counts is None:
-        return '<section><h2>Hashtags</h2><p class="empty">No hashtags were found.</p></section>'
+def hashtags(counts: Any, coverage: dict, figs: Figures, mpl: Any) -> dict | None:
+    """The rank-frequency chart and the top hashtags (those in the vocabulary marked)."""
+    table = _counts_table(counts)
+    if table is None:
+        return None
     order = pc.sort_indices(
-        counts,
+        table,
         sort_keys=[("images", "descending"), ("occurrences", "descending"), ("tag", "ascending")],
     )
-    ranked = counts.take(order)
+    ranked = table.take(order)
     images = ranked.column("images").to_numpy().astype(np.int64)
     # sorted on their own: the curve is the occurrence distribution, not per tag
-    occurrences = np.sort(counts.column("occurrences").to_numpy().astype(np.int64))[::-1]
+    occurrences = np.sort(table.column("occurrences").to_numpy().astype(np.int64))[::-1]
     vocab = int(coverage.get("vocab_size") or 0)
     total_occ = int(occurrences.sum())
-    table = _top_tags_table(ranked.slice(0, _TOP_TAGS).to_pylist(), vocab, total_occ)
-    chart = ""
+    chart = None
     if mpl is not None:
         chart = figs.img(
             "rank_frequency.png",
             charts.rank_frequency_figure(mpl, images, occurrences, vocab),
             "hashtag rank-frequency, log-log",
         )
-    summary = (
-        f"<p>{num(len(images))} distinct hashtags, {num(total_occ)} occurrences. "
-        "The vocabulary is the top tags by image count.</p>"
-    )
-    return f"<section><h2>Hashtags</h2>{summary}{chart}{table}</section>"
+    top = [
+        {
+            "rank": i,
+            "tag": r["tag"],
+            "images": int(r["images"]),
+            "occurrences": int(r["occurrences"]),
+            "share": pct(int(r["occurrences"]), total_occ),
+            "in_vocab": i <= vocab,
+        }
+        for i, r in enumerate(ranked.slice(0, _TOP_TAGS).to_pylist(), start=1)
+    ]
+    return {"distinct": len(images), "occurrences": total_occ, "chart": chart, "top": top}
 
 
-def _coverage_stats(coverage: dict, mean: float | None) -> str:
-    records = int(coverage.get("records") or 0)
-    labeled = int(coverage.get("labeled") or 0)
-    in_vocab = int(coverage.get("occurrences_in_vocab") or 0)
-    occ_total = int(coverage.get("occurrences_total") or 0)
-    return (
-        "<table><tbody>"
-        f'<tr><td>records labelled</td><td class="num">{num(labeled)} of {num(records)}</td>'
-        f'<td class="num"><b>{pct(labeled, records)}</b></td></tr>'
-        f"<tr><td>tag occurrences covered by the vocabulary</td>"
-        f'<td class="num">{num(in_vocab)} of {num(occ_total)}</td>'
-        f'<td class="num"><b>{pct(in_vocab, occ_total)}</b></td></tr>'
-        f'<tr><td>vocabulary size</td><td class="num">{num(int(coverage.get("vocab_size") or 0))}'
-        "</td><td></td></tr>"
-        f"<tr><td>mean labels per written record</td>"
-        f'<td class="num">{"—" if mean is None else f"{mean:.2f}"}</td><td></td></tr>'
-        "</tbody></table>"
-    )
-
-
-def _labels_table(per_record: list[int], n_written: int) -> str:
-    if not per_record:
-        return ""
-    rows = "".join(
-        f'<tr><td class="num">{k}</td><td class="num">{num(c)}</td>'
-        f'<td class="num">{pct(c, n_written)}</td></tr>'
-        for k, c in enumerate(per_record)
-    )
-    return (
-        "<details><summary>Labels per record, as a table</summary>"
-        '<table><thead><tr><th class="num">labels</th><th class="num">records</th>'
-        f'<th class="num">share</th></tr></thead><tbody>{rows}</tbody></table></details>'
-    )
-
-
-def coverage_section(coverage: dict, figs: Figures, mpl: Any) -> str:
-    """How many records got a label and how many tags the vocabulary covers,
-    and the labels-per-record histogram."""
-    per_record = [int(x) for x in (coverage.get("labels_per_record") or [])]
+def coverage(cov: dict, figs: Figures, mpl: Any) -> dict:
+    """How many records got a label, how many tag occurrences the
+    vocabulary covers, and the labels-per-record histogram."""
+    per_record = [int(x) for x in (cov.get("labels_per_record") or [])]
     n_written = sum(per_record)
     mean = sum(k * c for k, c in enumerate(per_record)) / n_written if n_written else None
-    stats = _coverage_stats(coverage, mean)
-    hist = _labels_table(per_record, n_written)
-    chart = ""
+    records_ = int(cov.get("records") or 0)
+    labeled = int(cov.get("labeled") or 0)
+    in_vocab = int(cov.get("occurrences_in_vocab") or 0)
+    occ_total = int(cov.get("occurrences_total") or 0)
+    chart = None
     if n_written and mpl is not None:
-        png = charts.labels_figure(mpl, per_record)
-        chart = figs.img("labels_per_record.png", png, "labels per record")
-    return (
-        f'<section><h2>Label coverage</h2><div class="grid2"><div>{stats}{hist}</div>'
-        f"<div>{chart}</div></div></section>"
-    )
+        chart = figs.img(
+            "labels_per_record.png", charts.labels_figure(mpl, per_record), "labels per record"
+        )
+    return {
+        "records": records_,
+        "labeled": labeled,
+        "labeled_pct": pct(labeled, records_),
+        "in_vocab": in_vocab,
+        "occ_total": occ_total,
+        "in_vocab_pct": pct(in_vocab, occ_total),
+        "vocab_size": int(cov.get("vocab_size") or 0),
+        "mean": "—" if mean is None else f"{mean:.2f}",
+        "per_record": [(k, c, pct(c, n_written)) for k, c in enumerate(per_record)],
+        "chart": chart,
+    }
+
+
+# ---------------------------------------------------------------------------
+# what was written: a sample grid and examples of the top tags
+
+
+def samples(items: list[dict] | None, figs: Figures) -> dict | None:
+    """A grid of written images, each with its key and labels."""
+    if not items:
+        return None
+    cells = []
+    for i, s in enumerate(items, start=1):
+        key = str(s.get("key"))
+        img = figs.img(
+            f"samples_{i:02d}.png",
+            strip_png([s.get("thumbnail")], 1, frames=False),
+            key,
+            css="thumb",
+            scale=1,
+        )
+        cells.append({"key": key, "labels": list(s.get("labels") or []), "img": img})
+    return {"cells": cells, "cell": CELL}
+
+
+def tag_examples(items: list[dict] | None, figs: Figures) -> list[dict]:
+    """For each of the top vocabulary tags, a strip of written images carrying it."""
+    found = []
+    for i, item in enumerate(items or [], start=1):
+        examples = list(item.get("examples") or [])
+        if not examples:
+            continue
+        img = figs.img(
+            f"tag_{i:02d}.png",
+            strip_png([e.get("thumbnail") for e in examples], len(examples), frames=False),
+            f"#{item.get('tag')}: {len(examples)} examples",
+            css="strip",
+            scale=1,
+        )
+        found.append(
+            {
+                "tag": str(item.get("tag")),
+                "images": item.get("images"),
+                "img": img,
+                "members": [str(e.get("key")) for e in examples],
+                "n": len(examples),
+            }
+        )
+    return found
+
+
+# ---------------------------------------------------------------------------
+# licences, consent and provenance
+
+
+def provenance(manifest: dict, prov: dict | None) -> dict:
+    """Licences of the written records, consent and takedown drops, where
+    the records came from."""
+    prov = prov or {}
+    totals = manifest.get("totals") or {}
+    dropped = totals.get("dropped") or {}
+    written = int(totals.get("written") or 0)
+    licenses = [(str(k), int(v), pct(int(v), written)) for k, v in prov.get("licenses") or []]
+    settings = manifest.get("settings") or {}
+    rules = settings.get("consent_rules") or []
+    consent = [(r, int(dropped.get(r, 0))) for r in CONSENT_REASONS]
+    consent += [
+        (str(rule.get("reason")), int(dropped.get(str(rule.get("reason")), 0)))
+        for rule in rules
+        if isinstance(rule, dict) and rule.get("reason") not in CONSENT_REASONS
+    ]
+    return {
+        "licenses": licenses,
+        "license_column": prov.get("license_column"),
+        "authors": prov.get("authors"),
+        "rules": _readable("consent_rules", rules) if rules else "none",
+        "consent": consent,
+        "takedowns": len(settings.get("opt_out_hashes") or []),
+        "sources": [(str(k), int(v)) for k, v in prov.get("sources") or []],
+        "n_sources": prov.get("n_sources"),
+        "source": manifest.get("source", "?"),
+    }
+
+
+# ---------------------------------------------------------------------------
+# image properties
+
+
+def images(props: dict | None, figs: Figures, mpl: Any) -> dict | None:
+    """Resolution, aspect-ratio and format distributions of the written
+    records (before resizing)."""
+    if not props:
+        return None
+    width = np.asarray(props.get("width", []), dtype=np.float64)
+    height = np.asarray(props.get("height", []), dtype=np.float64)
+    formats = Counter({str(k): int(v) for k, v in (props.get("formats") or {}).items()})
+    formats.update(str(f) for f in props.get("format") or [])
+    if not len(width) and not formats:
+        return None
+    out: dict[str, Any] = {
+        "n": sum(formats.values()) or len(width),
+        "formats": sorted(formats.items(), key=lambda kv: -kv[1]),
+    }
+    if len(width):
+        shorter = np.minimum(width, height)
+        aspect = width / np.maximum(height, 1)
+        out.update(
+            median=f"{int(np.median(width)):,} x {int(np.median(height)):,} px",
+            shorter=(f"{int(shorter.min()):,}", f"{int(np.median(shorter)):,}",
+                     f"{int(shorter.max()):,}"),
+            portrait=int((aspect < 0.95).sum()),
+            square=int(((aspect >= 0.95) & (aspect <= 1.05)).sum()),
+            landscape=int((aspect > 1.05).sum()),
+        )  # fmt: skip
+    if mpl is not None:
+        if len(width):
+            out["resolution_chart"] = figs.img(
+                "resolution.png", charts.resolution_figure(mpl, width, height), "resolution"
+            )
+            out["aspect_chart"] = figs.img(
+                "aspect.png", charts.aspect_figure(mpl, width / np.maximum(height, 1)), "aspect"
+            )
+        if formats:
+            out["format_chart"] = figs.img(
+                "formats.png", charts.formats_figure(mpl, out["formats"]), "formats"
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# damaged and refused files
+
+
+def damaged(dropped: pa.Table | None) -> dict | None:
+    """The first records dropped for what their file (or sidecar) is, with
+    the reason; the full list is ``dropped.parquet``."""
+    if dropped is None:
+        return None
+    reasons = dropped.column("reason").to_pylist()
+    rows = [
+        i for i, r in enumerate(reasons) if r is not None and r.split(":")[0] in DAMAGED_REASONS
+    ]
+    keys = dropped.column("key").to_pylist()
+    sources = dropped.column("source").to_pylist() if "source" in dropped.schema.names else None
+    shown = [
+        {
+            "key": keys[i],
+            "source": sources[i] if sources else "",
+            "kind": reasons[i].split(":")[0],
+            "detail": reasons[i].split(":", 1)[1].strip() if ":" in reasons[i] else "",
+        }
+        for i in rows[:_MAX_DAMAGED]
+    ]
+    kinds = Counter(reasons[i].split(":")[0] for i in rows)
+    return {"total": len(rows), "rows": shown, "kinds": sorted(kinds.items())}
 
 
 # ---------------------------------------------------------------------------
 # near-duplicate clusters
 
 
-def _cluster(index: int, cluster: dict, figs: Figures) -> str:
-    """One cluster: its strip, a caption under each cell, the rest folded."""
+def _cluster(index: int, cluster: dict, figs: Figures) -> dict:
     members = [str(m) for m in (cluster.get("members") or [])]
     keeper = str(cluster.get("keeper", members[0] if members else ""))
     if not members or members[0] != keeper:  # the strip's first cell is the keeper
@@ -300,104 +445,68 @@ def _cluster(index: int, cluster: dict, figs: Figures) -> str:
         css="strip",
         scale=1,
     )
-    caps = "".join(
-        f'<div class="{"k" if i == 0 else "d"}" title="{"kept" if i == 0 else "dropped"}: '
-        f'{esc(m)}">{esc(m)}</div>'
-        for i, m in enumerate(members[:shown])
-    )
-    more = ""
-    if len(members) > shown:
-        rest = "".join(f"<li><code>{esc(m)}</code></li>" for m in members[shown:])
-        more = (
-            f"<details><summary>{len(members) - shown:,} more dropped</summary>"
-            f"<ul>{rest}</ul></details>"
-        )
-    # the caption grid has the strip's cell pitch, so each caption sits under its image
-    return (
-        f'<div class="cluster"><h3>Cluster {index} · {len(members):,} images · kept '
-        f"<code>{esc(keeper)}</code></h3>"
-        f'<div class="scroll"><div class="strip">{img}</div>'
-        f'<div class="caps" style="grid-template-columns:repeat({shown}, {CELL}px);'
-        f'column-gap:{GAP}px">{caps}</div></div>{more}</div>'
-    )
+    return {
+        "index": index,
+        "keeper": keeper,
+        "size": len(members),
+        "img": img,
+        "shown": members[:shown],
+        "n_shown": shown,
+        "rest": members[shown:],
+        "cell": CELL,
+        "gap": GAP,
+    }
 
 
-def clusters_section(clusters: list[dict], figs: Figures) -> str:
+def clusters(items: list[dict] | None, figs: Figures) -> list[dict]:
     """The largest near-duplicate clusters, one strip each (keeper first)."""
-    largest = list(clusters or [])[:_MAX_CLUSTERS]
-    head = (
-        "<section><h2>Largest near-duplicate clusters</h2>"
-        '<p class="legend">Each strip is one cluster, keeper first:'
-        '<span style="background:var(--keep)"></span>kept'
-        '<span style="background:var(--drop)"></span>dropped as a duplicate</p>'
-    )
-    if not largest:
-        return head + '<p class="empty">No near-duplicates were found.</p></section>'
-    body = "".join(_cluster(i, c, figs) for i, c in enumerate(largest, start=1))
-    return head + body + "</section>"
+    return [_cluster(i, c, figs) for i, c in enumerate(list(items or [])[:_MAX_CLUSTERS], 1)]
 
 
 # ---------------------------------------------------------------------------
 # eval-set leaks
 
 
-def _leaks_summary(leaks: pa.Table, train: str, evalc: str) -> str:
-    names = leaks.schema.names
-    n = leaks.num_rows
-    n_eval = len(pc.unique(leaks.column(evalc))) if evalc in names else None
-    n_train = len(pc.unique(leaks.column(train))) if train in names else None
-    detail = [f"{num(n_train)} training records"] if n_train is not None else []
-    if n_eval is not None:
-        detail.append(f"{num(n_eval)} evaluation images")
-    return (
-        f'<p class="bad">{num(n)} training/evaluation match{"es" if n != 1 else ""}'
-        + (f" ({', '.join(detail)})" if detail else "")
-        + ". Leaked training records are dropped.</p>"
-    )
-
-
-def _leaks_table(shown: pa.Table, cols: list[str], has_distance: bool) -> str:
-    data = {c: shown.column(c).to_pylist() for c in cols}
-    dist = shown.column("distance").to_pylist() if has_distance else [None] * shown.num_rows
-    rows = "".join(
-        "<tr>"
-        + "".join(f'<td class="key">{esc(data[c][i])}</td>' for c in cols)
-        + (f'<td class="num">{esc(dist[i])}</td>' if has_distance else "")
-        + "</tr>"
-        for i in range(shown.num_rows)
-    )
-    header = "".join(f"<th>{esc(c)}</th>" for c in cols) + (
-        '<th class="num">distance</th>' if has_distance else ""
-    )
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-def leaks_section(leaks: Any) -> str:
-    """The training records that match an evaluation image, closest first.
-
-    ``leaks`` is the leak table (keys when it has them, else indices) or None
-    when no evaluation set was given.
-    """
-    head = "<section><h2>Eval-set leaks</h2>"
-    if leaks is None:
-        return head + '<p class="empty">No evaluation set was given.</p></section>'
-    if isinstance(leaks, pa.RecordBatch):
-        leaks = pa.Table.from_batches([leaks])
-    n = leaks.num_rows
-    if n == 0:
-        return head + '<p class="ok">No training record matches an evaluation image.</p></section>'
-    names = leaks.schema.names
+def leaks(table: Any, pairs: list[dict] | None, figs: Figures) -> dict | None:
+    """The training records that match an evaluation image, closest first,
+    and the closest pairs side by side (training | evaluation)."""
+    if table is None:
+        return None
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    n = table.num_rows
+    names = table.schema.names
     train = "train_key" if "train_key" in names else "train_index"
     evalc = "eval_key" if "eval_key" in names else "eval_index"
     has_distance = "distance" in names
-    if has_distance:
-        leaks = leaks.take(pc.sort_indices(leaks, sort_keys=[("distance", "ascending")]))
-    shown = leaks.slice(0, _MAX_LEAK_ROWS)
+    if n and has_distance:
+        table = table.take(pc.sort_indices(table, sort_keys=[("distance", "ascending")]))
+    shown = table.slice(0, _MAX_LEAK_ROWS)
     cols = [c for c in (train, evalc) if c in names]
-    table = _leaks_table(shown, cols, has_distance)
-    more = (
-        f'<p class="empty">Showing the {shown.num_rows} closest of {num(n)}.</p>'
-        if n > shown.num_rows
-        else ""
-    )
-    return f"{head}{_leaks_summary(leaks, train, evalc)}{table}{more}</section>"
+    data = {c: shown.column(c).to_pylist() for c in cols}
+    dist = shown.column("distance").to_pylist() if has_distance else [None] * shown.num_rows
+    img = None
+    pairs = list(pairs or [])[:_MAX_LEAK_PAIRS]
+    if pairs:
+        img = figs.img(
+            "leaks.png",
+            pairs_png([(p.get("train"), p.get("eval")) for p in pairs]),
+            f"{len(pairs)} closest leaks",
+            css="strip",
+            scale=1,
+        )
+    return {
+        "n": n,
+        "n_train": len(pc.unique(table.column(train))) if train in names and n else None,
+        "n_eval": len(pc.unique(table.column(evalc))) if evalc in names and n else None,
+        "columns": cols,
+        "rows": [([data[c][i] for c in cols], dist[i]) for i in range(shown.num_rows)],
+        "has_distance": has_distance,
+        "more": n - shown.num_rows,
+        "img": img,
+        "pairs": [
+            (str(p.get("train_key")), str(p.get("eval_key")), p.get("distance")) for p in pairs
+        ],
+        "cell": CELL,
+        "gap": GAP,
+    }

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from fastprep import _core
 
-__all__ = ["CELL", "DROP_RGB", "GAP", "strip_png"]
+__all__ = ["CELL", "DROP_RGB", "GAP", "pairs_png", "strip_png"]
 
 THUMB = 96  # thumbnail box in the strips, pixels
 BORDER = 4
@@ -24,6 +24,8 @@ CELL = THUMB + 2 * BORDER
 KEEP_RGB = (46, 125, 50)  # green: the record that is kept
 DROP_RGB = (198, 40, 40)  # red: dropped as a near-duplicate
 MISSING_RGB = (200, 200, 200)
+PLAIN_RGB = (220, 223, 228)  # the frame of a cell that is neither kept nor dropped
+EVAL_RGB = (53, 89, 199)  # blue: the evaluation image of a leak
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -77,30 +79,52 @@ def fit(rgb: np.ndarray, box: int) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def strip(thumbnails: Sequence[Any], n: int) -> np.ndarray:
-    """One row of ``n`` cells: the keeper framed green, the dropped ones red.
+def _cell(out: np.ndarray, y0: int, x0: int, image: Any, frame: tuple[int, int, int]) -> None:
+    """Draws one framed cell with the thumbnail fitted and centred."""
+    cell = out[y0 : y0 + CELL, x0 : x0 + CELL]
+    cell[:] = frame
+    inner = cell[BORDER:-BORDER, BORDER:-BORDER]
+    inner[:] = 238
+    rgb = as_rgb(image)
+    if rgb is None:
+        inner[:] = MISSING_RGB
+        return
+    small = fit(rgb, THUMB)
+    y = (THUMB - small.shape[0]) // 2
+    x = (THUMB - small.shape[1]) // 2
+    inner[y : y + small.shape[0], x : x + small.shape[1]] = small
+
+
+def strip(thumbnails: Sequence[Any], n: int, *, frames: bool = True) -> np.ndarray:
+    """One row of ``n`` cells: the keeper framed green, the dropped ones red
+    (``frames=False``: all plain grey).
 
     A member without a usable thumbnail gets a grey placeholder cell.
     """
     width = n * CELL + (n - 1) * GAP
     out = np.full((CELL, width, 3), 255, dtype=np.uint8)
     for i in range(n):
-        x0 = i * (CELL + GAP)
-        cell = out[:, x0 : x0 + CELL]
-        cell[:] = KEEP_RGB if i == 0 else DROP_RGB
-        inner = cell[BORDER:-BORDER, BORDER:-BORDER]
-        inner[:] = 238
-        rgb = as_rgb(thumbnails[i]) if i < len(thumbnails) else None
-        if rgb is None:
-            inner[:] = MISSING_RGB
-            continue
-        small = fit(rgb, THUMB)
-        y = (THUMB - small.shape[0]) // 2
-        x = (THUMB - small.shape[1]) // 2
-        inner[y : y + small.shape[0], x : x + small.shape[1]] = small
+        frame = (KEEP_RGB if i == 0 else DROP_RGB) if frames else PLAIN_RGB
+        _cell(out, 0, i * (CELL + GAP), thumbnails[i] if i < len(thumbnails) else None, frame)
     return out
 
 
-def strip_png(thumbnails: Sequence[Any], n: int) -> bytes:
+def strip_png(thumbnails: Sequence[Any], n: int, *, frames: bool = True) -> bytes:
     """:func:`strip` of the first ``n`` members, encoded as PNG."""
-    return png(strip(thumbnails, n))
+    return png(strip(thumbnails, n, frames=frames))
+
+
+def pairs(images: Sequence[tuple[Any, Any]]) -> np.ndarray:
+    """One row per pair: the training image (red: dropped) beside the
+    evaluation image it matches (blue)."""
+    n = len(images)
+    out = np.full((n * CELL + (n - 1) * GAP, 2 * CELL + GAP, 3), 255, dtype=np.uint8)
+    for i, (train, evaluation) in enumerate(images):
+        y0 = i * (CELL + GAP)
+        _cell(out, y0, 0, train, DROP_RGB)
+        _cell(out, y0, CELL + GAP, evaluation, EVAL_RGB)
+    return out
+
+
+def pairs_png(images: Sequence[tuple[Any, Any]]) -> bytes:
+    return png(pairs(images))
