@@ -5,6 +5,7 @@ relative source paths."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -323,6 +324,28 @@ def test_forget_command_line(tmp_path, capsys):
     assert main(["forget", str(out), "--key", "cameraman", "--reason", "takedown"]) == 0
     assert "1 record(s) erased" in capsys.readouterr().out
     assert "cameraman" not in {r["key"] for r in rows(out)}
+
+
+def test_prep_command_line_privacy_options(tmp_path):
+    """The privacy options of ``fastprep prep`` reach the job: a kind kept,
+    an account opted out before decoding, sources written as read."""
+    from fastprep.cli import main
+
+    accounts = {s: ("gone" if s == "cameraman" else "stays") for s in STEMS}
+    src = make_corpus(tmp_path / "src", accounts=accounts, broken=("cameraman",))
+    opted = tmp_path / "accounts.txt"
+    opted.write_text("gone  # asked on 2026-11-30\n")
+    out = tmp_path / "out"
+    code = main(["prep", str(src), "--out", str(out), "--size", "48", "--quiet", "--no-report",
+                 "--no-redact", "urls", "--account-column", "user",
+                 "--opt-out-accounts", str(opted), "--absolute-sources"])  # fmt: skip
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["redact"] == ["mentions", "emails", "phones"]
+    assert manifest["totals"]["dropped"]["account_opt_out"] == 1
+    captions = " ".join(r["caption"] for r in rows(out))
+    assert "museo.example.org" in captions and "@user" in captions  # URLs kept, mentions not
+    assert all(os.path.isabs(r["source"]) for r in rows(out))
 
 
 # ---------------------------------------------------------------------- faces

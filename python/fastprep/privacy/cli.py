@@ -25,8 +25,10 @@ PREP_OPTIONS = [
            show_default="none", help="File of opted-out account ids, one a line."),
     option("--accounts", group=PRIVACY, type=click.Path(), default=None, show_default="none",
            help="Accounts table (Parquet/CSV/JSON lines) for --drop-if account.<field> rules."),
-    option("--blur-faces", group=PRIVACY, type=click.Choice(["blur", "pixelate"]), default=None,
-           show_default="off", help="Obfuscate detected faces (needs fastprep[faces])."),
+    option("--blur-faces", group=PRIVACY, type=click.Choice(["blur", "pixelate"]),
+           is_flag=False, flag_value="blur", default=None, show_default="off",
+           help="Obfuscate detected faces: blur (the value when none is given) or pixelate "
+           "(needs fastprep[faces])."),
     option("--absolute-sources", group=PRIVACY, is_flag=True,
            help="Write source paths as read (default: relative to the source root)."),
 ]  # fmt: skip
