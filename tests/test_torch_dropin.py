@@ -348,3 +348,21 @@ def test_hugging_face_imagefolder_with_set_transform(folder, tmp_path, monkeypat
     shuffled = ds.shuffle(seed=3)
     labels = [b["label"].tolist() for b in DataLoader(shuffled, batch_size=6)]
     assert labels == [b["label"].tolist() for b in TorchDataLoader(shuffled, batch_size=6)]
+
+
+def test_exif_orientation_switch_reproduces_pil(tmp_path):
+    root = tmp_path / "rotated"
+    (root / "a").mkdir(parents=True)
+    pixels = np.zeros((32, 48, 3), np.uint8)
+    pixels[:, :24] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.fromarray(pixels).save(root / "a" / "0.jpg", exif=exif.tobytes(), quality=95)
+    dataset = torchvision.datasets.ImageFolder(
+        str(root), transform=T.Compose([T.Resize((32, 48)), T.PILToTensor()])
+    )
+    theirs, _ = next(iter(TorchDataLoader(dataset, batch_size=1)))
+    like_pil, _ = next(iter(DataLoader(dataset, batch_size=1, apply_orientation=False)))
+    rotated, _ = next(iter(DataLoader(dataset, batch_size=1)))
+    assert (like_pil.float() - theirs.float()).abs().mean() < 8
+    assert (rotated.float() - theirs.float()).abs().mean() > 60, "default: EXIF applied"

@@ -17,6 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,8 @@ _FASTPREP_ONLY = {
     "memory_format",
     "image_column",
     "caption_column",
+    "apply_orientation",
+    "background",
 }
 
 
@@ -166,10 +169,20 @@ class DataLoader(torch.utils.data.DataLoader):
         vocab: a Vocabulary (or its JSON path) to label captions with.
         target: ``"multi_hot"`` or ``"softmax"`` to add a dense ``target``
             ``[B, len(vocab)]`` for hashtag labels.
-        channels_last: images as ``[B, H, W, 3]`` instead of ``[B, 3, H, W]``
-            (the latter is a zero-copy view in torch's channels-last memory
-            format; call ``.contiguous()`` if a model needs NCHW-contiguous).
-        collate_fn: called with each batch dict before it is returned.
+        channels_last: images as ``[B, H, W, 3]`` instead of ``[B, 3, H, W]``.
+        memory_format: ``torch.channels_last`` gives ``[B, 3, H, W]`` as a
+            zero-copy channels-last view of the decode buffer; by default the
+            batch is NCHW-contiguous, as torch's loader gives it.
+        collate_fn: torch's meaning: called on the list of samples the
+            dataset would give (``(image, target)`` tuples, or per-sample
+            dicts); ``None`` or ``default_collate`` take the fast path.
+        transform: also any torchvision transform: the leading fusable steps
+            run in Rust, the rest as torchvision code on each decoded tensor
+            (on ``num_workers`` threads).
+        apply_orientation, background: decode switches. fastprep applies
+            EXIF orientation and composites alpha over white; PIL (torch's
+            ImageFolder) does neither: ``apply_orientation=False`` gives its
+            pixels for rotated photos.
         streaming: read the source in order instead of by index (default for
             WebDataset tar shards): records are split among ranks round-robin
             and shuffled through a seeded buffer of ``shuffle_buffer`` records.
@@ -228,6 +241,8 @@ class DataLoader(torch.utils.data.DataLoader):
         caption_column: str = "caption",
         streaming: bool | None = None,
         shuffle_buffer: int = 10_000,
+        apply_orientation: bool | None = None,
+        background: tuple[int, int, int] | None = None,
     ) -> None:
         if batch_sampler is not None:
             # torch's rule: a batch sampler replaces batch_size, shuffle, sampler, drop_last.
@@ -284,6 +299,10 @@ class DataLoader(torch.utils.data.DataLoader):
             self._tail = tail_function(tail) if tail else None
         else:
             recipe = transform or evaluate(224)
+        if apply_orientation is not None:
+            recipe = replace(recipe, apply_orientation=bool(apply_orientation))
+        if background is not None:
+            recipe = replace(recipe, background=(background[0], background[1], background[2]))
         self.recipe = recipe
         self.transform = transform
         # torch's attributes, with torch's meaning.

@@ -40,6 +40,12 @@ class Recipe:
     dtype: str = "uint8"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    #: EXIF orientation applied (fastprep's default; PIL's ``Image.open``
+    #: does not rotate: ``False`` gives torchvision's ImageFolder pixels).
+    apply_orientation: bool = True
+    #: Transparent pixels are composited over this colour (PIL's
+    #: ``convert("RGB")`` drops alpha instead; equal for opaque images).
+    background: tuple[int, int, int] = (255, 255, 255)
 
     def decode_options(self, seed: int = 0) -> DecodeOptions:
         """The decode this recipe runs, every other option at its default."""
@@ -52,6 +58,8 @@ class Recipe:
             flip_p=self.flip_p,
             filter=self.filter,
             seed=seed,
+            apply_orientation=self.apply_orientation,
+            background=self.background,
         )
 
     def normalized(self, mean: tuple[float, ...], std: tuple[float, ...]) -> Recipe:
