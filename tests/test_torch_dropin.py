@@ -366,3 +366,18 @@ def test_exif_orientation_switch_reproduces_pil(tmp_path):
     rotated, _ = next(iter(DataLoader(dataset, batch_size=1)))
     assert (like_pil.float() - theirs.float()).abs().mean() < 8
     assert (rotated.float() - theirs.float()).abs().mean() > 60, "default: EXIF applied"
+
+
+def test_lightning_reinstantiates_it_with_a_distributed_sampler(folder):
+    data = pytest.importorskip("lightning.pytorch.utilities.data")
+    from torch.utils.data.distributed import DistributedSampler
+
+    dataset = torchvision.datasets.ImageFolder(str(folder), transform=PresetEval(16, 20))
+    loader = DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2)
+    assert data._is_dataloader_shuffled(loader)
+    sampler = DistributedSampler(dataset, num_replicas=2, rank=1, shuffle=True)
+    rebuilt = data._update_dataloader(loader, sampler)
+    assert type(rebuilt) is DataLoader and rebuilt.sampler is sampler
+    targets = [t for _, y in rebuilt for t in y.tolist()]
+    assert targets == [dataset.targets[i] for i in sampler]
+    assert len(rebuilt) == len(TorchDataLoader(dataset, batch_size=4, sampler=sampler))
