@@ -504,10 +504,16 @@ def test_torch_semantics_of_sampler_collate_and_state(image_folder, tmp_path):
         str(image_folder), transform=T.Compose([T.Resize(20), T.CenterCrop(16), T.PILToTensor()])
     )
     collated = next(
-        iter(DataLoader(dataset, batch_size=4, collate_fn=lambda b: ("mixed", b[0].shape)))
+        iter(
+            DataLoader(
+                dataset,
+                batch_size=4,
+                collate_fn=lambda b: ("mixed", len(b), b[0][0].shape, type(b[0][1]).__name__),
+            )
+        )
     )
-    assert collated == ("mixed", (4, 3, 16, 16)), (
-        "collate_fn also applies to (image, target) batches"
+    assert collated == ("mixed", 4, (3, 16, 16), "int"), (
+        "collate_fn gets the list of (image, target) samples, as torch's loader gives it"
     )
     first = DataLoader(
         str(image_folder), batch_size=8, shuffle=True, seed=3, transform=evaluate(16)

@@ -196,3 +196,98 @@ def open_map_source(data: Any, image_column: str | None = None) -> MapSource:
             "bytes",
         )
     raise TypeError(f"cannot read a dataset from {type(data).__name__}")
+
+
+def is_hf_dataset(data: Any) -> bool:
+    """A Hugging Face ``datasets.Dataset`` (checked without importing datasets)."""
+    return any(
+        c.__module__.startswith("datasets.") and c.__name__ == "Dataset" for c in type(data).__mro__
+    )
+
+
+def _torchvision_objects(function: Any) -> list[Any]:
+    """torchvision transforms a ``set_transform`` function uses (its closure
+    and the globals it names)."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return []
+    seen: list[Any] = [c.cell_contents for c in function.__closure__ or ()]
+    names = getattr(function, "__globals__", {})
+    seen += [names[n] for n in code.co_names if n in names]
+    found = []
+    for value in seen:
+        module = type(value).__module__
+        inner = getattr(value, "transforms", None)
+        if module.startswith("torchvision.transforms") or (
+            inner is not None and type(inner).__module__.startswith("torchvision.transforms")
+        ):
+            found.append(value)
+    return found
+
+
+def from_hf_dataset(
+    dataset: Any, image_column: str | None = None, probe: bool = False
+) -> tuple[MapSource, dict[str, str], Any]:
+    """A ``datasets.Dataset`` read from its Arrow table: ``(source, output
+    key -> column, torchvision transform)``. The image column is the
+    ``Image`` feature (``struct<bytes, path>``), targets the ``ClassLabel``.
+    A ``set_transform``/``with_transform`` function is translated when it
+    applies one torchvision transform to the images: its output keys are
+    learnt from one sample it transforms (the image's key gets the decoded
+    tensors, every other key must be a column it passes through)."""
+    features = dataset.features
+    images = [name for name, f in features.items() if type(f).__name__ == "Image"]
+    column = image_column or (images[0] if len(images) == 1 else None)
+    if column is None or column not in features:
+        raise KeyError(f"no single Image feature to read (columns: {list(features)})")
+    format_type = getattr(dataset, "_format_type", None)
+    if format_type not in (None, "custom"):
+        raise TypeError(f"a datasets format {format_type!r} (use the plain dataset)")
+    function = (getattr(dataset, "_format_kwargs", None) or {}).get("transform")
+    transform = None
+    if function is not None:
+        found = _torchvision_objects(function)
+        if len(found) != 1:
+            raise ValueError("a set_transform function without one torchvision transform in it")
+        transform = found[0]
+    others = [n for n in features if n != column]
+    if function is None:
+        keys = {column: "\0image", **{n: n for n in others}}
+    else:
+        sample = dataset[0]
+        raw = dataset.with_format(None)[0]
+        keys = {}
+        for key, value in sample.items():
+            if hasattr(value, "shape") and getattr(value, "dim", lambda: 0)() == 3:
+                keys[key] = "\0image"
+            elif key in raw and key != column and raw[key] == value:
+                keys[key] = key
+            else:
+                raise ValueError(f"set_transform output {key!r} is neither the image nor a column")
+        if list(keys.values()).count("\0image") != 1:
+            raise ValueError("set_transform output has no single image tensor")
+    if probe:
+        return MapSource(pa.table({}), column, "bytes"), keys, transform
+    table = dataset.data.table if hasattr(dataset.data, "table") else dataset.data
+    indices = getattr(dataset, "_indices", None)
+    if indices is not None:
+        table = table.take(indices.column(0))
+    struct = table.column(column).combine_chunks()
+    data = struct.field("bytes") if pa.types.is_struct(struct.type) else struct
+    columns: dict[str, Any] = {n: table.column(n) for n in others}
+    columns["key"] = pa.array([str(i) for i in range(table.num_rows)], pa.string())
+    if data.null_count == len(data) and pa.types.is_struct(struct.type):
+        paths = struct.field("path").to_pylist()
+        columns["path"] = pa.array([os.fsencode(p) for p in paths], pa.binary())
+        return MapSource(pa.table(columns), "path", "path"), keys, transform
+    if data.null_count:
+        paths = struct.field("path").to_pylist()
+        filled = []
+        for value, path in zip(data.to_pylist(), paths):
+            if value is None:
+                with open(path, "rb") as f:
+                    value = f.read()
+            filled.append(value)
+        data = pa.array(filled, pa.binary())
+    columns["\0image"] = data
+    return MapSource(pa.table(columns), "\0image", "bytes"), keys, transform

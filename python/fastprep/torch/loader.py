@@ -16,6 +16,8 @@ import queue
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,10 +28,18 @@ import torch
 from fastprep.hashtags import label_captions, load_vocabulary
 from fastprep.images import decode_images
 from fastprep.pipeline.sources import count_records, source_kind
-from fastprep.torch.data import MapSource, from_samples, open_map_source
+from fastprep.torch.data import (
+    MapSource,
+    from_hf_dataset,
+    from_samples,
+    is_hf_dataset,
+    open_map_source,
+)
 from fastprep.torch.sampling import batch_count, batch_seed, epoch_order, rank_slice
 from fastprep.torch.stream import per_rank, stream_batches
-from fastprep.torch.transforms import Recipe, evaluate, from_torchvision, train
+from fastprep.torch.transforms import Recipe, evaluate, split_torchvision, tail_function, train
+
+_default_collate = torch.utils.data.default_collate
 
 _STATE_VERSION = 1
 
@@ -73,7 +83,63 @@ def _uint8_tensor(pixels: pa.Array | pa.ChunkedArray) -> torch.Tensor:
     return torch.from_numpy(np.ctypeslib.as_array(holder)).view(len(storage), *shape)
 
 
-class DataLoader:
+_FASTPREP_ONLY = {
+    "transform",
+    "weights",
+    "replacement",
+    "num_samples",
+    "seed",
+    "rank",
+    "world_size",
+    "vocab",
+    "streaming",
+    "shuffle_buffer",
+    "target",
+    "channels_last",
+    "memory_format",
+    "image_column",
+    "caption_column",
+    "apply_orientation",
+    "background",
+}
+
+
+class _Order(torch.utils.data.Sampler):
+    """The loader's own sample order for its current epoch, as a torch
+    Sampler: what ``loader.sampler`` reads back when none was given (a
+    :class:`torch.utils.data.RandomSampler` when shuffling, a
+    :class:`torch.utils.data.SequentialSampler` otherwise, see below), so
+    frameworks that rebuild a torch DataLoader from ``dataset`` and
+    ``batch_sampler`` get the same samples."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.data_source: Any = loader.dataset
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.loader._rank_order(self.loader.epoch).tolist())
+
+    def __len__(self) -> int:
+        return len(self.loader._rank_order(self.loader.epoch))
+
+
+class _RandomOrder(_Order, torch.utils.data.RandomSampler):
+    def __init__(self, loader: DataLoader) -> None:
+        _Order.__init__(self, loader)
+        self.replacement = loader.weights is not None and loader.replacement
+        self._num_samples = loader.num_samples
+        self.generator = loader.generator
+
+    @property
+    def num_samples(self) -> int:
+        return len(self)
+
+
+class _SequentialOrder(_Order, torch.utils.data.SequentialSampler):
+    pass
+
+
+class DataLoader(torch.utils.data.DataLoader):
     """Iterates over batches of decoded, augmented images, like
     :class:`torch.utils.data.DataLoader`.
 
@@ -103,10 +169,20 @@ class DataLoader:
         vocab: a Vocabulary (or its JSON path) to label captions with.
         target: ``"multi_hot"`` or ``"softmax"`` to add a dense ``target``
             ``[B, len(vocab)]`` for hashtag labels.
-        channels_last: images as ``[B, H, W, 3]`` instead of ``[B, 3, H, W]``
-            (the latter is a zero-copy view in torch's channels-last memory
-            format; call ``.contiguous()`` if a model needs NCHW-contiguous).
-        collate_fn: called with each batch dict before it is returned.
+        channels_last: images as ``[B, H, W, 3]`` instead of ``[B, 3, H, W]``.
+        memory_format: ``torch.channels_last`` gives ``[B, 3, H, W]`` as a
+            zero-copy channels-last view of the decode buffer; by default the
+            batch is NCHW-contiguous, as torch's loader gives it.
+        collate_fn: torch's meaning: called on the list of samples the
+            dataset would give (``(image, target)`` tuples, or per-sample
+            dicts); ``None`` or ``default_collate`` take the fast path.
+        transform: also any torchvision transform: the leading fusable steps
+            run in Rust, the rest as torchvision code on each decoded tensor
+            (on ``num_workers`` threads).
+        apply_orientation, background: decode switches. fastprep applies
+            EXIF orientation and composites alpha over white; PIL (torch's
+            ImageFolder) does neither: ``apply_orientation=False`` gives its
+            pixels for rotated photos.
         streaming: read the source in order instead of by index (default for
             WebDataset tar shards): records are split among ranks round-robin
             and shuffled through a seeded buffer of ``shuffle_buffer`` records.
@@ -124,29 +200,14 @@ class DataLoader:
     """
 
     def __new__(cls, dataset: Any = None, *args: Any, **kwargs: Any):
-        if dataset is not None and not _readable(dataset):
+        reason = _unreadable(dataset, kwargs.get("transform")) if dataset is not None else None
+        if reason is not None:
             warnings.warn(
-                f"fastprep cannot read {type(dataset).__name__} directly; "
+                f"fastprep cannot read {type(dataset).__name__} directly ({reason}); "
                 "using torch.utils.data.DataLoader",
                 stacklevel=2,
             )
-            fastprep_only = {
-                "transform",
-                "weights",
-                "replacement",
-                "num_samples",
-                "seed",
-                "rank",
-                "world_size",
-                "vocab",
-                "streaming",
-                "shuffle_buffer",
-                "target",
-                "channels_last",
-                "image_column",
-                "caption_column",
-            }
-            kwargs = {k: v for k, v in kwargs.items() if k not in fastprep_only}
+            kwargs = {k: v for k, v in kwargs.items() if k not in _FASTPREP_ONLY}
             return torch.utils.data.DataLoader(dataset, *args, **kwargs)
         return super().__new__(cls)
 
@@ -156,13 +217,13 @@ class DataLoader:
         batch_size: int | None = 1,
         shuffle: bool | None = None,
         sampler: Iterable[int] | None = None,
-        batch_sampler: Any = None,
+        batch_sampler: Iterable[Any] | None = None,
         num_workers: int = 0,
         collate_fn: Callable[[Any], Any] | None = None,
         pin_memory: bool = False,
         drop_last: bool = False,
         timeout: float = 0,
-        worker_init_fn: Any = None,
+        worker_init_fn: Callable[[int], None] | None = None,
         multiprocessing_context: Any = None,
         generator: torch.Generator | None = None,
         *,
@@ -170,7 +231,7 @@ class DataLoader:
         persistent_workers: bool = False,
         pin_memory_device: str = "",
         in_order: bool = True,
-        transform: Recipe | None = None,
+        transform: Any = None,
         weights: Any = None,
         replacement: bool = True,
         num_samples: int | None = None,
@@ -180,22 +241,34 @@ class DataLoader:
         vocab: Any = None,
         target: str | None = None,
         channels_last: bool = False,
+        memory_format: torch.memory_format | None = None,
         image_column: str | None = None,
         caption_column: str = "caption",
         streaming: bool | None = None,
         shuffle_buffer: int = 10_000,
+        apply_orientation: bool | None = None,
+        background: tuple[int, int, int] | None = None,
         erasures: Any = None,
         on_erased: str = "refuse",
     ) -> None:
         if batch_sampler is not None:
-            raise ValueError("batch_sampler is not supported; pass sampler= and batch_size=")
-        if batch_size is None or batch_size < 1:
-            raise ValueError("batch_size must be a positive integer")
+            # torch's rule: a batch sampler replaces batch_size, shuffle, sampler, drop_last.
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ValueError(
+                    "batch_sampler option is mutually exclusive with batch_size, shuffle, "
+                    "sampler, and drop_last"
+                )
+            batch_size, drop_last = None, False
+        elif batch_size is None or batch_size < 1:
+            raise ValueError("batch_size must be a positive integer (or pass batch_sampler)")
         if sampler is not None and (shuffle or weights is not None):
             raise ValueError("sampler is mutually exclusive with shuffle and weights")
         if target not in (None, "multi_hot", "softmax"):
             raise ValueError("target must be None, 'multi_hot' or 'softmax'")
+        if memory_format not in (None, torch.contiguous_format, torch.channels_last):
+            raise ValueError("memory_format must be torch.contiguous_format or torch.channels_last")
         self.tuple_output = _is_torchvision_folder(dataset)
+        self.hf_columns: dict[str, str] | None = None  # output key -> column (HF datasets)
         self.stream: str | None = None
         self.shuffle_buffer = int(shuffle_buffer)
         if streaming is None and isinstance(dataset, (str, os.PathLike)):
@@ -204,9 +277,10 @@ class DataLoader:
                 dataset = os.path.join(text, "shard-*.tar")
                 text = os.fspath(dataset)
             streaming = source_kind(text) == "tar" and not os.path.isdir(text)
+        tv_transform = transform if not isinstance(transform, (Recipe, type(None))) else None
         if streaming:
-            if weights is not None or sampler is not None:
-                raise ValueError("weights and sampler need a map-style source, not a stream")
+            if weights is not None or sampler is not None or batch_sampler is not None:
+                raise ValueError("weights and samplers need a map-style source, not a stream")
             self.stream = os.fspath(dataset)
             self.stream_options = {"caption_column": caption_column}
             if image_column is not None:
@@ -216,49 +290,87 @@ class DataLoader:
                 raise ValueError(f"cannot list the records of {self.stream}")
             self.stream_total: int = total
             self.source = None
-            recipe = transform or evaluate(224)
         elif self.tuple_output:
-            if getattr(dataset, "target_transform", None) is not None:
-                raise ValueError("target_transform is not supported")
             self.source = from_samples(dataset.samples, getattr(dataset, "classes", None))
-            recipe = transform or from_torchvision(dataset.transform)
+            if transform is None:
+                tv_transform = dataset.transform
+        elif is_hf_dataset(dataset):
+            self.source, self.hf_columns, hf_transform = from_hf_dataset(dataset, image_column)
+            if transform is None:
+                tv_transform = hf_transform
         else:
             self.source = open_map_source(dataset, image_column)
             self.source.table = _screen_erased(self.source.table, dataset, erasures, on_erased)
+        self._tail: Callable[[torch.Tensor], Any] | None = None
+        if tv_transform is not None:
+            recipe, tail = split_torchvision(tv_transform)
+            self._tail = tail_function(tail) if tail else None
+        else:
             recipe = transform or evaluate(224)
-        self.dataset = dataset
+        if apply_orientation is not None:
+            recipe = replace(recipe, apply_orientation=bool(apply_orientation))
+        if background is not None:
+            recipe = replace(recipe, background=(background[0], background[1], background[2]))
         self.recipe = recipe
-        self.batch_size = int(batch_size)
+        self.transform = transform
+        # torch's attributes, with torch's meaning.
+        self.dataset = dataset
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.shuffle = bool(shuffle)
-        self.sampler = sampler
         self.drop_last = drop_last
-        self.num_threads = max(1, int(num_workers))
         self.num_workers = num_workers
-        self.collate_fn = collate_fn
-        self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
+        self.num_threads = max(1, int(num_workers))
+        self._fast_collate = collate_fn is None or collate_fn is _default_collate
+        self.collate_fn = _default_collate if collate_fn is None else collate_fn
+        self.pin_memory = bool(pin_memory)
+        self.pin_memory_device = pin_memory_device
+        self._pin = self.pin_memory and _accelerator_available(pin_memory_device)
+        if self.pin_memory and not self._pin:
+            warnings.warn(
+                "pin_memory=True, but no accelerator is found: batches are not pinned",
+                stacklevel=2,
+            )
         self.timeout = timeout
-        self.prefetch_factor = prefetch_factor or 2
+        self.worker_init_fn = worker_init_fn  # no worker processes: never called
+        self._DataLoader__multiprocessing_context = multiprocessing_context
+        self.generator = generator
+        self.prefetch_factor = prefetch_factor
+        self._prefetch = prefetch_factor or 2
         self.persistent_workers = persistent_workers
+        self.in_order = in_order
+        self._dataset_kind = torch.utils.data.dataloader._DatasetKind.Map
+        self._IterableDataset_len_called = None
+        self._iterator = None
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
         self.replacement = replacement
         self.num_samples = num_samples
-        if seed is None:
-            seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
-        self.seed = int(seed)
         auto_rank, auto_world = _distributed()
         self.rank = auto_rank if rank is None else int(rank)
         self.world_size = auto_world if world_size is None else int(world_size)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is outside world_size {self.world_size}")
+        self.seed = int(seed) if seed is not None else _shared_seed(generator, self.world_size)
         self.vocab = load_vocabulary(vocab) if isinstance(vocab, str) else vocab
         self.target = target
         self.channels_last = channels_last
+        self.memory_format = memory_format
         self.caption_column = caption_column
         self.epoch = 0
         self._start_batch = 0  # set by load_state_dict: resume mid-epoch
         self._yielded = 0
         self._stride = (0, 1)  # (this worker, workers): IterableImageDataset's share
         self.errors: list[tuple[str, str]] = []  # (key, reason) of replaced samples
+        self._sampler_given = sampler
+        self._batch_sampler_given = batch_sampler
+        self.sampler: Any = sampler
+        if sampler is None:
+            order = _RandomOrder if (shuffle or weights is not None) else _SequentialOrder
+            self.sampler = order(self)
+        self.batch_sampler: Any = batch_sampler
+        if batch_sampler is None:
+            self.batch_sampler = torch.utils.data.BatchSampler(
+                self.sampler, int(batch_size or 1), drop_last
+            )
         if self.source is not None and self.source.kind == "pixels" and transform is not None:
             shape = tuple(self.source.table.schema.field(self.source.image_column).type.shape)
             if (
@@ -271,13 +383,24 @@ class DataLoader:
                     "transform, or one of that size without crops or flips (e.g. for "
                     ".normalized())"
                 )
+        self._DataLoader__initialized = True
+
+    @property
+    def multiprocessing_context(self) -> Any:
+        return self._DataLoader__multiprocessing_context
+
+    @multiprocessing_context.setter
+    def multiprocessing_context(self, value: Any) -> None:
+        self._DataLoader__multiprocessing_context = value
 
     # -- torch's interface -------------------------------------------------
     def __len__(self) -> int:
         if self.stream is not None:
             samples = per_rank(self.stream_total, self.world_size, self.drop_last)
-            return batch_count(samples, self.batch_size, self.drop_last)
-        return batch_count(len(self._rank_order(self.epoch)), self.batch_size, self.drop_last)
+            return batch_count(samples, self.batch_size or 1, self.drop_last)
+        if self._batch_sampler_given is not None:
+            return len(self._batch_sampler_given)  # type: ignore[arg-type]
+        return batch_count(len(self._rank_order(self.epoch)), self.batch_size or 1, self.drop_last)
 
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch (shuffling and augmentation derive from it), like
@@ -316,7 +439,7 @@ class DataLoader:
             batches = stream_batches(
                 self.stream,
                 total=self.stream_total,
-                batch_size=self.batch_size,
+                batch_size=self.batch_size or 1,
                 seed=self.seed,
                 epoch=epoch,
                 rank=self.rank,
@@ -332,18 +455,24 @@ class DataLoader:
                 if b >= start and b % self._stride[1] == self._stride[0]:
                     yield b, numbers, rows
             return
+        if self._batch_sampler_given is not None:
+            for b, indices in enumerate(self._batch_sampler_given):
+                if b >= start and b % self._stride[1] == self._stride[0]:
+                    yield b, np.asarray(list(indices), dtype=np.int64), None
+            return
         order = self._rank_order(epoch)
-        for b in range(start, batch_count(len(order), self.batch_size, self.drop_last)):
+        size = self.batch_size or 1
+        for b in range(start, batch_count(len(order), size, self.drop_last)):
             if b % self._stride[1] == self._stride[0]:
-                yield b, order[b * self.batch_size : (b + 1) * self.batch_size], None
+                yield b, order[b * size : (b + 1) * size], None
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         start = self._start_batch
         self._start_batch = 0
         self._yielded = start
         epoch = self.epoch
         plan = self._plan(epoch, start)
-        produced: queue.Queue = queue.Queue(maxsize=self.prefetch_factor)
+        produced: queue.Queue = queue.Queue(maxsize=self._prefetch)
         stop = threading.Event()
 
         def put(item: Any) -> bool:
@@ -357,14 +486,18 @@ class DataLoader:
             return False
 
         def produce() -> None:
+            pool = ThreadPoolExecutor(self.num_threads) if self._tail is not None else None
             try:
                 for b, indices, rows in plan:
                     seed = batch_seed(self.seed, epoch, self.rank, b)
-                    if not put(self._make_batch(indices, seed, rows)):
+                    if not put(self._make_batch(indices, seed, rows, pool)):
                         return
                 put(StopIteration())
             except BaseException as error:  # raised in the consumer
                 put(error)
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=False)
 
         worker = threading.Thread(target=produce, name="fastprep-loader", daemon=True)
         worker.start()
@@ -407,9 +540,9 @@ class DataLoader:
             weights=self.weights,
             num_samples=self.num_samples,
             replacement=self.replacement,
-            sampler=self.sampler,
+            sampler=self._sampler_given,
         )
-        if self.sampler is not None:
+        if self._sampler_given is not None:
             return order  # the sampler decides (e.g. torch's DistributedSampler splits ranks)
         return rank_slice(order, self.rank, self.world_size, self.drop_last)
 
@@ -420,7 +553,13 @@ class DataLoader:
             images, options=self.recipe.decode_options(seed), num_threads=self.num_threads
         )
 
-    def _make_batch(self, indices: np.ndarray, seed: int, rows: pa.Table | None = None) -> Any:
+    def _make_batch(
+        self,
+        indices: np.ndarray,
+        seed: int,
+        rows: pa.Table | None = None,
+        pool: Executor | None = None,
+    ) -> Any:
         indices = np.asarray(indices, dtype=np.int64)
         if rows is None:
             source = self._map_source()
@@ -438,16 +577,12 @@ class DataLoader:
                 else:
                     indices, rows, decoded = self._replace_failed(indices, rows, decoded, seed)
             pixels = decoded.column("pixels")
-        image = _uint8_tensor(pixels)
-        if not self.channels_last:
-            image = image.permute(0, 3, 1, 2)  # a view: channels-last memory format
-        if self.recipe.dtype == "float":
-            image = image.float().div_(255)
-            if self.recipe.mean is not None:
-                shape = (1, -1, 1, 1) if not self.channels_last else (1, 1, 1, -1)
-                mean = torch.tensor(self.recipe.mean).view(shape)
-                std = torch.tensor(self.recipe.std).view(shape)
-                image = image.sub_(mean).div_(std)
+        image = self._layout(_uint8_tensor(pixels))
+        per_sample: list[Any] | None = None
+        if self._tail is not None:
+            tail = self._tail
+            images = list(image.unbind(0))
+            per_sample = list(pool.map(tail, images)) if pool else [tail(i) for i in images]
         batch: dict[str, Any] = {"image": image, "index": torch.from_numpy(indices)}
         if source.has("key"):
             batch["key"] = rows.column("key").to_pylist()
@@ -470,10 +605,72 @@ class DataLoader:
                 batch["target"] = torch.from_numpy(
                     label_targets(labels, len(self.vocab), kind=self.target)
                 )
-        if self.pin_memory:
-            batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
-        out = (batch["image"], batch["target"]) if self.tuple_output else batch
-        return self.collate_fn(out) if self.collate_fn else out
+        out = self._collate(batch, rows, per_sample)
+        if self._pin:
+            from torch.utils.data._utils.pin_memory import pin_memory
+
+            out = pin_memory(out, self.pin_memory_device or None)
+        return out
+
+    def _layout(self, image: torch.Tensor) -> torch.Tensor:
+        """``[B, H, W, 3]`` uint8 to the recipe's dtype and the asked layout:
+        contiguous NCHW by default (as torch's loader gives), a zero-copy
+        channels-last view with ``memory_format=torch.channels_last``, or
+        ``[B, H, W, 3]`` with ``channels_last=True``."""
+        if not self.channels_last:
+            image = image.permute(0, 3, 1, 2)  # a view in channels-last memory format
+        float_out = self.recipe.dtype == "float"
+        if not self.channels_last and self.memory_format is not torch.channels_last:
+            # One pass: the copy to NCHW-contiguous is also the dtype conversion.
+            out = torch.empty(image.shape, dtype=torch.float32 if float_out else torch.uint8)
+            image = out.copy_(image)
+            if float_out:
+                image = image.div_(255)
+        elif float_out:
+            image = image.float().div_(255)
+        if float_out and self.recipe.mean is not None:
+            shape = (1, -1, 1, 1) if not self.channels_last else (1, 1, 1, -1)
+            mean = torch.tensor(self.recipe.mean).view(shape)
+            std = torch.tensor(self.recipe.std).view(shape)
+            image = image.sub_(mean).div_(std)
+        return image
+
+    def _collate(self, batch: dict[str, Any], rows: pa.Table, per_sample: list[Any] | None) -> Any:
+        """torch's ``collate_fn`` semantics: a custom collate gets the list
+        of samples the dataset would give; ``None`` or ``default_collate``
+        take the fast path (the batch Rust built, or the tail's outputs
+        stacked, as ``default_collate`` would)."""
+        if self._fast_collate and self.hf_columns is None:
+            if per_sample is None:
+                return (batch["image"], batch["target"]) if self.tuple_output else batch
+            stacked = _default_collate(per_sample)
+            return (stacked, batch["target"]) if self.tuple_output else {**batch, "image": stacked}
+        images = per_sample if per_sample is not None else list(batch["image"].unbind(0))
+        if self.hf_columns is not None:
+            columns = {
+                key: (images if column == "\0image" else rows.column(column).to_pylist())
+                for key, column in self.hf_columns.items()
+            }
+            samples: list[Any] = [
+                {key: values[i] for key, values in columns.items()} for i in range(len(images))
+            ]
+        elif self.tuple_output:
+            samples = list(zip(images, batch["target"].tolist()))
+        else:
+            keys = batch.get("key")
+            samples = []
+            for i, one in enumerate(images):
+                sample: dict[str, Any] = {"image": one, "index": int(batch["index"][i])}
+                if keys is not None:
+                    sample["key"] = keys[i]
+                if "target" in batch:
+                    target = batch["target"][i]
+                    sample["target"] = target if target.dim() else int(target)
+                if "label_ids" in batch:
+                    lo, hi = batch["label_offsets"][i], batch["label_offsets"][i + 1]
+                    sample["label_ids"] = batch["label_ids"][lo:hi]
+                samples.append(sample)
+        return self.collate_fn(samples)
 
     def _labels(self, rows: pa.Table) -> pa.ListArray | None:
         if "labels" in rows.schema.names:
@@ -560,6 +757,68 @@ def _screen_erased(table: Any, dataset: Any, erasures: Any, on_erased: str) -> A
     if isinstance(dataset, (str, os.PathLike)) and os.path.isdir(dataset):
         logs.append(dataset)
     return screen_erased(table, logs, on_erased)
+
+
+_TORCHVISION_LOADERS = ("default_loader", "pil_loader", "accimage_loader")
+
+
+def _unreadable(dataset: Any, transform: Any) -> str | None:
+    """Why fastprep cannot read ``dataset`` itself (then torch's loader
+    does), or None."""
+    if _is_torchvision_folder(dataset):
+        loader = dataset.loader
+        if not (
+            getattr(loader, "__module__", "") == "torchvision.datasets.folder"
+            and getattr(loader, "__name__", "") in _TORCHVISION_LOADERS
+        ):
+            return f"a custom ImageFolder loader {getattr(loader, '__name__', loader)!r}"
+        if getattr(dataset, "target_transform", None) is not None:
+            return "a target_transform"
+        candidate = transform if transform is not None else dataset.transform
+    elif is_hf_dataset(dataset):
+        try:
+            _, _, candidate = from_hf_dataset(dataset, None, probe=True)
+        except (TypeError, ValueError, KeyError) as error:
+            return str(error)
+        candidate = transform if transform is not None else candidate
+    elif _readable(dataset):
+        candidate = transform
+    else:
+        return "not a dataset fastprep reads"
+    if candidate is None or isinstance(candidate, Recipe):
+        if _is_torchvision_folder(dataset) and candidate is None:
+            return "no transform: images of their own sizes cannot form a batch"
+        return None
+    try:
+        split_torchvision(candidate)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _accelerator_available(device: str) -> bool:
+    if device:
+        return device != "cpu"
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return bool(accelerator.is_available())
+    return torch.cuda.is_available()
+
+
+def _shared_seed(generator: torch.Generator | None, world_size: int) -> int:
+    """The order's seed when none is given: drawn from ``generator`` or
+    torch's RNG (so ``torch.manual_seed`` works), and the same on every DDP
+    rank: rank 0's, broadcast when a process group is up; without one (rank
+    and world size given by hand) 0, as ``DistributedSampler``'s default, so
+    ranks that seed torch differently still get disjoint shards."""
+    drawn = int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+    if world_size == 1:
+        return drawn
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        box = [drawn]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return int(box[0])
+    return 0
 
 
 def _readable(dataset: Any) -> bool:

@@ -40,6 +40,12 @@ class Recipe:
     dtype: str = "uint8"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    #: EXIF orientation applied (fastprep's default; PIL's ``Image.open``
+    #: does not rotate: ``False`` gives torchvision's ImageFolder pixels).
+    apply_orientation: bool = True
+    #: Transparent pixels are composited over this colour (PIL's
+    #: ``convert("RGB")`` drops alpha instead; equal for opaque images).
+    background: tuple[int, int, int] = (255, 255, 255)
 
     def decode_options(self, seed: int = 0) -> DecodeOptions:
         """The decode this recipe runs, every other option at its default."""
@@ -52,6 +58,8 @@ class Recipe:
             flip_p=self.flip_p,
             filter=self.filter,
             seed=seed,
+            apply_orientation=self.apply_orientation,
+            background=self.background,
         )
 
     def normalized(self, mean: tuple[float, ...], std: tuple[float, ...]) -> Recipe:
@@ -99,21 +107,159 @@ def _interpolation(transform: Any) -> str:
     return _FILTERS[name]
 
 
+_NESTED = ("RandomApply", "RandomChoice", "RandomOrder")
+_GEOMETRY = ("RandomResizedCrop", "Resize", "CenterCrop", "RandomHorizontalFlip")
+_CONVERSIONS = (
+    "ToTensor",
+    "PILToTensor",
+    "ToImage",
+    "ToImageTensor",
+    "ConvertImageDtype",
+    "ToDtype",
+    "Normalize",
+    "ToPureTensor",
+)
+
+
+def flatten(transform: Any) -> list[Any]:
+    """The steps of a transform: nested ``Compose`` (v1 and v2) and preset
+    objects that keep a ``Compose`` (or list) in ``.transforms`` (as
+    torchvision's reference presets do) are opened; ``RandomApply``,
+    ``RandomChoice``, ``RandomOrder`` and ``Lambda`` stay single steps."""
+    if transform is None:
+        return []
+    name = type(transform).__name__
+    inner = getattr(transform, "transforms", None)
+    if name == "Compose" and inner is not None:
+        return [step for item in inner for step in flatten(item)]
+    if name not in _NESTED and inner is not None:
+        if type(inner).__name__ == "Compose":
+            return flatten(inner)
+        if isinstance(inner, (list, tuple)) and all(callable(i) for i in inner):
+            return [step for item in inner for step in flatten(item)]
+    return [transform]
+
+
+class TensorStep:
+    """One tail step, run on a decoded ``[3, H, W]`` tensor instead of a PIL
+    image: ``ToTensor`` scales uint8 to float (as it does a PIL image),
+    ``PILToTensor`` passes the tensor through; every other step is
+    torchvision's own, which accepts tensors."""
+
+    def __init__(self, step: Any) -> None:
+        self.step = step
+        self.name = type(step).__name__
+
+    def __call__(self, image: Any) -> Any:
+        import torch
+
+        if torch.is_tensor(image):
+            if self.name == "ToTensor":
+                return image.float().div_(255) if image.dtype == torch.uint8 else image
+            if self.name == "PILToTensor":
+                return image
+        return self.step(image)
+
+    def __repr__(self) -> str:
+        return f"TensorStep({self.step!r})"
+
+
+def tail_function(tail: list[Any]) -> Any:
+    """The tail of :func:`split_torchvision` as one callable on tensors."""
+    steps = [TensorStep(step) for step in tail]
+
+    def run(image: Any) -> Any:
+        for step in steps:
+            image = step(image)
+        return image
+
+    return run
+
+
+def _fusable(step: Any) -> bool:
+    name = type(step).__name__
+    if name not in _GEOMETRY + _CONVERSIONS:
+        return False
+    if name == "Resize" and getattr(step, "max_size", None) is not None:
+        return False
+    if (
+        name in ("RandomResizedCrop", "Resize")
+        and str(getattr(getattr(step, "interpolation", None), "value", "bilinear")).lower()
+        not in _FILTERS
+    ):
+        return False
+    if name == "ToDtype":
+        dtype = step.dtype
+        if isinstance(dtype, dict):
+            dtype = next(iter(dtype.values()), None)
+        if "float" in str(dtype) and not getattr(step, "scale", False):
+            return False
+    return True
+
+
+def split_torchvision(transform: Any) -> tuple[Recipe, list[Any]]:
+    """``(recipe, tail)``: the longest leading run of steps fastprep fuses
+    into the decode (geometry, then dtype and ``Normalize``), and the steps
+    after it, to run as torchvision code on each decoded tensor.
+
+    Raises ``ValueError`` (naming the step) when the leading run does not
+    fix the output size, i.e. a step before any crop needs the image itself.
+    """
+    steps = flatten(transform)
+    cut = 0
+    while cut < len(steps) and _fusable(steps[cut]):
+        cut += 1
+    head, tail = steps[:cut], steps[cut:]
+    # Geometry after a conversion, or a conversion the tail would undo, is
+    # left to torchvision: the fused part is geometry first.
+    while head and not _complete(head):
+        tail.insert(0, head.pop())
+    if not head:
+        name = type(steps[0]).__name__ if steps else "no transform"
+        raise ValueError(
+            f"torchvision transform {name} must see the image before any crop fastprep "
+            "can fuse (RandomResizedCrop, Resize + CenterCrop, Resize((h, w)))"
+        )
+    return _recipe(head), tail
+
+
+def _complete(head: list[Any]) -> bool:
+    try:
+        _recipe(head)
+    except ValueError:
+        return False
+    return True
+
+
 def from_torchvision(transform: Any) -> Recipe:
     """Translate a torchvision transform pipeline into a :class:`Recipe`.
 
     Supported, in torchvision's usual order: ``RandomResizedCrop``,
     ``Resize`` + ``CenterCrop``, ``Resize((h, w))``, ``RandomHorizontalFlip``,
     ``ToTensor`` / ``PILToTensor`` / ``ToImage`` / ``ConvertImageDtype`` /
-    ``ToDtype`` and ``Normalize`` (``transforms`` and ``transforms.v2``).
+    ``ToDtype`` / ``ToPureTensor`` and ``Normalize`` (``transforms`` and
+    ``transforms.v2``, nested ``Compose`` and preset objects included).
     Anything else raises ``ValueError`` naming it, rather than silently
-    training on different data.
+    training on different data (the DataLoader runs such steps as
+    torchvision code instead: see :func:`split_torchvision`).
     """
-    steps = list(getattr(transform, "transforms", [transform] if transform is not None else []))
+    steps = flatten(transform)
+    for step in steps:
+        if not _fusable(step):
+            raise ValueError(
+                f"torchvision transform {type(step).__name__} has no fastprep equivalent"
+            )
+    return _recipe(steps)
+
+
+def _recipe(steps: list[Any]) -> Recipe:
     recipe: dict[str, Any] = {}
     resize_shorter = None
+    converted = False
     for step in steps:
         name = type(step).__name__
+        if name in _GEOMETRY and converted:
+            raise ValueError(f"{name} after a dtype conversion is left to torchvision")
         if name == "RandomResizedCrop":
             recipe.update(
                 size=_pair(step.size),
@@ -136,10 +282,13 @@ def from_torchvision(transform: Any) -> Recipe:
             recipe["resize_shorter"] = resize_shorter
         elif name == "RandomHorizontalFlip":
             recipe["flip_p"] = float(step.p)
+        elif name == "ToPureTensor":
+            pass
         elif name in ("ToTensor",):
             recipe["dtype"] = "float"
+            converted = True
         elif name in ("PILToTensor", "ToImage", "ToImageTensor"):
-            recipe.setdefault("dtype", "uint8")
+            recipe.setdefault("dtype", "uint8")  # same pixels: geometry may follow
         elif name in ("ConvertImageDtype", "ToDtype"):
             dtype = getattr(step, "dtype", None)
             if isinstance(dtype, dict):  # v2.ToDtype({tv_tensors.Image: ...})
@@ -148,8 +297,11 @@ def from_torchvision(transform: Any) -> Recipe:
                 if name == "ToDtype" and not getattr(step, "scale", False):
                     raise ValueError("ToDtype(float) without scale=True is not supported")
                 recipe["dtype"] = "float"
+                converted = True
         elif name == "Normalize":
-            recipe.update(dtype="float", mean=tuple(step.mean), std=tuple(step.std))
+            if recipe.get("dtype") != "float":
+                raise ValueError("Normalize needs a float image (ToTensor or ToDtype before it)")
+            recipe.update(mean=tuple(step.mean), std=tuple(step.std))
         else:
             raise ValueError(f"torchvision transform {name} has no fastprep equivalent")
     if "size" not in recipe:
