@@ -55,17 +55,19 @@ def settings_changes(p: dict[str, Any]) -> dict:
     }
 
 
+FORGET = "Options"
+
 _FORGET_OPTIONS = [
-    option("--key", multiple=True, help="Record key (repeatable)."),
-    option("--keys-file", type=click.Path(), default=None, help="File of keys, one a line."),
-    option("--account", multiple=True, help="Account id (repeatable)."),
-    option("--accounts-file", type=click.Path(), default=None,
+    option("--key", group=FORGET, multiple=True, help="Record key (repeatable)."),
+    option("--keys-file", group=FORGET, type=click.Path(), default=None, help="File of keys, one a line."),
+    option("--account", group=FORGET, multiple=True, help="Account id (repeatable)."),
+    option("--accounts-file", group=FORGET, type=click.Path(), default=None,
            help="File of account ids, one a line."),
-    option("--xxh3", multiple=True, help="xxh3-128 hex of the image bytes (repeatable)."),
-    option("--pdq", multiple=True, help="PDQ hex; matches within --radius (repeatable)."),
-    option("--radius", type=click.IntRange(0, 256), default=31, help="PDQ Hamming radius."),
-    option("--reason", default=None, help="Why (kept in the erasure log)."),
-    option("--quiet", "-q", is_flag=True, help="No summary line."),
+    option("--xxh3", group=FORGET, multiple=True, help="xxh3-128 hex of the image bytes (repeatable)."),
+    option("--pdq", group=FORGET, multiple=True, help="PDQ hex; matches within --radius (repeatable)."),
+    option("--radius", group=FORGET, type=click.IntRange(0, 256), default=31, help="PDQ Hamming radius."),
+    option("--reason", group=FORGET, default=None, help="Why (kept in the erasure log)."),
+    option("--quiet", "-q", group=FORGET, is_flag=True, help="No summary line."),
 ]  # fmt: skip
 
 
