@@ -36,7 +36,7 @@ wheel=$(ls dist/fastprep-*.whl)
 # torch (DataLoader tests), Ray and PySpark (scale-out tests) are optional
 # extras of fastprep, installed here so their tests run; PyPI's torch is the
 # CUDA build (~3 GB download). Spark's local mode needs Java 17 (java on PATH).
-.venv-test/bin/python -m pip install -q "${wheel}[test,torch,ray,spark]" torchvision pydantic
+.venv-test/bin/python -m pip install -q "${wheel}[test,torch,ray,spark,remote]" torchvision pydantic
 echo "== type check: mypy on the package, stubtest on the extension's stubs"
 .venv-test/bin/python -m mypy
 (cd tests && ../.venv-test/bin/python -m mypy.stubtest fastprep._core \

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from fastprep import _core
+from fastprep.arrow_input import as_image_input
 
 #: Resampling filters, by the names Pillow and torchvision users know.
 FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
@@ -44,14 +45,11 @@ def _normalise_size(size: Size | None) -> tuple[int, int] | None:
     return int(height), int(width)
 
 
-def _as_input(images: Any) -> tuple[str, Any]:
+def _as_input(images: Any, column: str | None = None) -> tuple[str, Any]:
     """Classify ``images`` as Arrow binary data, paths or in-memory bytes."""
-    if isinstance(images, pa.Array):
-        images = pa.chunked_array([images], type=images.type)
-    if isinstance(images, pa.ChunkedArray):
-        if not (pa.types.is_binary(images.type) or pa.types.is_large_binary(images.type)):
-            raise TypeError(f"expected a binary or large_binary array, got {images.type}")
-        return "arrow", images
+    arrow = as_image_input(images, column)  # any Arrow producer (fastprep.arrow_input)
+    if arrow is not None:
+        return arrow
     if isinstance(images, (bytes, bytearray, memoryview, str, os.PathLike)):
         raise TypeError("decode_images takes a sequence of images; use decode_image for one")
     items = list(images)
@@ -71,6 +69,7 @@ def _as_input(images: Any) -> tuple[str, Any]:
 def decode_images(
     images: Sequence[Any] | pa.Array | pa.ChunkedArray | Iterable[Any],
     *,
+    column: str | None = None,
     size: Size | None = None,
     mode: str = "center_crop",
     resize_shorter: int | None = None,
@@ -90,8 +89,13 @@ def decode_images(
     """Decode many images in parallel Rust threads into one Arrow record batch.
 
     Args:
-        images: a list of bytes-like objects, a list of file paths, or a pyarrow
-            ``binary``/``large_binary`` Array or ChunkedArray (read without a copy).
+        images: a list of bytes-like objects, a list of file paths, or Arrow
+            data from any producer (pyarrow, polars, duckdb, arro3, nanoarrow,
+            a Hugging Face ``Dataset``): a ``binary``/``large_binary``/
+            ``binary_view`` column, read without a copy, an HF ``Image``
+            struct column, or a table / record batch / reader (see
+            :mod:`fastprep.arrow_input`).
+        column: the image column of a table-like ``images``.
         size: output ``(height, width)`` (an int means square). ``None`` keeps each
             image's own size and uses the variable-size layout described below.
         mode: geometry when ``size`` is set:
@@ -152,7 +156,7 @@ def decode_images(
     if len(background) != 3 or not all(0 <= int(c) <= 255 for c in background):
         raise ValueError(f"background must be three values in 0..255, got {background!r}")
     out_size = _normalise_size(size)
-    kind, data = _as_input(images)
+    kind, data = _as_input(images, column)
     options = {
         "size": out_size,
         "mode": mode,
@@ -177,23 +181,37 @@ def decode_images(
     return _core.decode_bytes(data, **options)
 
 
-def pixels_to_numpy(batch: pa.RecordBatch) -> np.ndarray:
-    """View the fixed-size ``pixels`` column of ``batch`` as ``[N, H, W, 3]`` uint8.
+def pixels_to_numpy(batch: Any, column: str = "pixels") -> np.ndarray:
+    """View fixed-shape pixels as ``[N, H, W, 3]`` uint8.
 
-    No copy: the array shares memory with the Arrow buffer Rust allocated. Rows
-    whose ``error`` is set hold zeros.
+    ``batch`` is a record batch or table (its ``column``), or the pixel
+    column itself (an ``arrow.fixed_shape_tensor`` Array or ChunkedArray,
+    e.g. read back from a shard). No copy when the pixels are in one chunk:
+    the array shares memory with the Arrow buffer; a column of several
+    chunks is concatenated first. Rows whose ``error`` is set hold zeros.
     """
-    column = batch.column("pixels")
-    if not isinstance(column.type, pa.FixedShapeTensorType):
+    pixels = batch.column(column) if isinstance(batch, (pa.RecordBatch, pa.Table)) else batch
+    if isinstance(pixels, pa.ChunkedArray):
+        if not isinstance(pixels.type, pa.FixedShapeTensorType):
+            raise TypeError("pixels_to_numpy needs a fixed output size (decode with size=...)")
+        if pixels.num_chunks == 1:
+            pixels = pixels.chunk(0)
+        elif pixels.num_chunks == 0:
+            return np.zeros((0, *pixels.type.shape), dtype=np.uint8)
+        else:
+            pixels = pixels.combine_chunks()
+    if not isinstance(pixels.type, pa.FixedShapeTensorType):
         raise TypeError("pixels_to_numpy needs a fixed output size (decode with size=...)")
-    storage = column.storage  # FixedSizeListArray<uint8>
-    shape = tuple(column.type.shape)
+    storage = pixels.storage  # FixedSizeListArray<uint8>
+    shape = tuple(pixels.type.shape)
     frame = int(np.prod(shape))
     # The child values ignore the list array's own offset (set when sliced).
     start = storage.values.offset + storage.offset * frame
     values = storage.buffers()[2]
-    flat = np.frombuffer(values, dtype=np.uint8, count=len(column) * frame, offset=start)
-    return flat.reshape((len(column), *shape))
+    if values is None or len(pixels) == 0:
+        return np.zeros((len(pixels), *shape), dtype=np.uint8)
+    flat = np.frombuffer(values, dtype=np.uint8, count=len(pixels) * frame, offset=start)
+    return flat.reshape((len(pixels), *shape))
 
 
 def hash_images(
