@@ -9,8 +9,7 @@ the DataLoader) accepts, besides lists of paths or bytes:
   and record batches of pyarrow, arro3, nanoarrow). Importing through the C
   data interface moves the producer's buffers, it never copies them;
 * ``binary``, ``large_binary`` and ``binary_view`` image columns (decoded in
-  place by the Rust core), or ``string``/``large_string``/``string_view``
-  columns of file paths;
+  place by the Rust core); string columns are refused (paths go as a list);
 * tables, record batches and record-batch readers: the image column is
   ``column=`` when given, else the only binary column, else a Hugging Face
   ``Image`` column, else the first of :data:`IMAGE_COLUMNS`; a reader is
@@ -55,12 +54,6 @@ def _is_bytes_type(kind: pa.DataType) -> bool:
         or pa.types.is_large_binary(kind)
         or pa.types.is_binary_view(kind)
         or pa.types.is_fixed_size_binary(kind)
-    )
-
-
-def _is_text_type(kind: pa.DataType) -> bool:
-    return (
-        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
     )
 
 
@@ -158,7 +151,7 @@ def as_image_input(images: Any, column: str | None = None) -> tuple[str, Any] | 
     """``(kind, data)`` for :func:`fastprep.decode_images` when ``images`` is
     Arrow data (see the module docstring), else None. ``kind`` is
     ``"arrow"`` (a pyarrow ChunkedArray of binary-like values sharing the
-    producer's buffers), ``"paths"`` or ``"bytes"``."""
+    producer's buffers) or ``"bytes"``."""
     if _is_hf_dataset(images):
         images, column = _hf_table(images, column)
     elif not (isinstance(images, pa.RecordBatchReader) or is_arrow_producer(images)):
@@ -174,11 +167,10 @@ def as_image_input(images: Any, column: str | None = None) -> tuple[str, Any] | 
         return _hf_images(data)
     if pa.types.is_fixed_size_binary(kind):
         data = data.cast(pa.binary())  # a rare layout: copied into offsets form
-    elif _is_text_type(kind):
-        return "paths", data.to_pylist()
     elif not _is_bytes_type(kind):
+        # Strings are refused, not guessed to be paths: pass paths as a list.
         raise TypeError(
             f"expected a binary, large_binary or binary_view image column "
-            f"(or strings of paths, or an HF Image struct), got {kind}"
+            f"(or an HF Image struct), got {kind}"
         )
     return "arrow", data
