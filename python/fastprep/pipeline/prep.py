@@ -59,7 +59,7 @@ from fastprep.pipeline.passes import (
 )
 from fastprep.pipeline.progress import Progress
 from fastprep.pipeline.settings import PrepSettings
-from fastprep.pipeline.sources import count_records
+from fastprep.pipeline.sources import count_records, is_table_source, table_source
 
 #: Duplicate clusters shown (with thumbnails) in the report.
 REPORT_CLUSTERS = 12
@@ -83,8 +83,11 @@ def prep(
     Args:
         source: folder, tar shard(s) or Parquet (see :func:`open_source`), any
             iterable of record batches with ``key``, ``source``, ``image`` and
-            ``caption`` columns, or what the engine reads itself (a
-            ``ray.data.Dataset`` on :class:`fastprep.ray.RayEngine`).
+            ``caption`` columns, a table source (a pyarrow table or reader,
+            any ``__arrow_c_stream__`` producer, a Hugging Face
+            ``Dataset``/``IterableDataset``; see :func:`table_source`), or
+            what the engine reads itself (a ``ray.data.Dataset`` on
+            :class:`fastprep.ray.RayEngine`).
         out_dir: output folder (on a distributed engine, a path every worker
             can write). It must not hold a run already unless ``resume``
             (continue an interrupted run with the same settings and source:
@@ -105,6 +108,8 @@ def prep(
         engine = LocalEngine(num_threads=num_threads)
     elif num_threads is not None:
         raise SettingsError("num_threads is the local engine's option: LocalEngine(num_threads=)")
+    if is_table_source(source):  # Arrow producers, HF datasets: streamed in batches
+        source = table_source(source, batch_size=settings.batch_size, **settings.source_options)
     job = _Job(source, os.path.abspath(os.fspath(out_dir)), settings, engine, resume, progress)
     engine.start()
     try:
