@@ -202,3 +202,24 @@ def test_hf_exported_parquet_is_a_source(tmp_path, sink):
     # The Dataset object itself is a source too (streamed through Arrow).
     direct = prep(ds, tmp_path / "direct", size=32, min_quality=0, sink=sink)
     assert direct.manifest["totals"] == result.manifest["totals"]
+
+
+def test_cli_exits_non_zero_when_nothing_is_written_unless_allowed(tmp_path, capsys):
+    from fastprep.cli import main
+
+    broken = tmp_path / "broken.tar"
+    broken.write_bytes(b"this is not a tar archive at all" * 40)
+    out = tmp_path / "out"
+    assert main(["prep", str(broken), "--out", str(out), "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not be read" in err[0] and "--allow-empty" in err[0]
+    assert (out / "manifest.json").exists()  # the run itself is complete and accounted
+    args = ["prep", str(broken), "--out", str(tmp_path / "ok"), "--quiet", "--no-report"]
+    assert main([*args, "--allow-empty"]) == 0
+    # Everything dropped (here: not public) is the same failure, said differently.
+    src = tmp_path / "private"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(_jpeg(PHOTOS[0]))
+    (src / "a.json").write_text(json.dumps({"caption": "#x", "is_public": False}))
+    assert main(["prep", str(src), "--out", str(tmp_path / "p"), "--quiet", "--no-report"]) == 2
+    assert "nothing written" in capsys.readouterr().err

@@ -157,6 +157,7 @@ def _engine(args: argparse.Namespace):
 
 def _prep(args: argparse.Namespace) -> int:
     from fastprep.pipeline import PrepSettings, prep
+    from fastprep.pipeline.prep import empty_run_problem
 
     _check_source(args.source)
     if args.eval:
@@ -164,6 +165,9 @@ def _prep(args: argparse.Namespace) -> int:
     settings = PrepSettings.from_cli(args, _read_hash_list(args.opt_out_list))
     result = prep(args.source, args.out, settings, engine=_engine(args), **_run_options(args))
     _print_result(result)
+    problem = empty_run_problem(result.manifest)
+    if problem and not args.allow_empty:
+        raise CommandError(f"{problem} (--allow-empty accepts it)")
     return 0
 
 
@@ -364,6 +368,11 @@ def _add_prep_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 even when nothing is written or the source cannot be read",
+    )
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     engines = parser.add_argument_group("engine (where the job runs; outputs do not depend on it)")

@@ -118,6 +118,26 @@ def prep(
         engine.stop()
 
 
+def empty_run_problem(manifest: dict) -> str | None:
+    """Why a finished run should not count as a success, in one line: its
+    source held nothing, could not be read at all, or it wrote nothing
+    (None when it wrote records). The CLI exits non-zero on it unless
+    ``--allow-empty``."""
+    totals = manifest["totals"]
+    if totals["written"]:
+        return None
+    dropped = totals["dropped"]
+    if not totals["input"]:
+        return "the source holds no records"
+    if set(dropped) == {"source_error"}:
+        return (
+            f"the source could not be read ({dropped['source_error']} unreadable part(s), "
+            "see dropped.parquet)"
+        )
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items()))
+    return f"nothing written: all {totals['input']} records were dropped ({reasons})"
+
+
 def source_label(source: Any) -> str:
     """How the settings record names a source (resume compares it)."""
     if isinstance(source, (str, os.PathLike)):
