@@ -369,6 +369,11 @@ def _add_prep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
     parser.add_argument(
+        "--hf-datasets",
+        action="store_true",
+        help="shards in the layout Hugging Face datasets loads (Image, Array3D, ClassLabel)",
+    )
+    parser.add_argument(
         "--allow-empty",
         action="store_true",
         help="exit 0 even when nothing is written or the source cannot be read",

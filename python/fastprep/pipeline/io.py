@@ -156,9 +156,16 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def write_shard(table: pa.Table, path: str, spec: ShardSpec, num_threads: int | None) -> None:
+def write_shard(
+    table: pa.Table,
+    path: str,
+    spec: ShardSpec,
+    num_threads: int | None,
+    tags: list[str] | None = None,
+) -> None:
     """One output shard: pixels kept as a tensor or re-encoded (no metadata),
-    then written atomically in the sink's format."""
+    then written atomically in the sink's format (in datasets' layout with
+    ``spec.hf_datasets``, labels named by the vocabulary ``tags``)."""
     image_column = spec.image_column
     if spec.image_format != "tensor":
         height, width = (spec.size, spec.size) if isinstance(spec.size, int) else spec.size
@@ -172,6 +179,10 @@ def write_shard(table: pa.Table, path: str, spec: ShardSpec, num_threads: int | 
             num_threads,
         )
         table = table.drop_columns(["pixels"]).append_column(image_column, encoded)
+    if spec.hf_datasets and spec.sink != "webdataset":
+        from fastprep.pipeline.hf import hf_layout
+
+        table = hf_layout(table, image_column, tags or [])
     if spec.sink == "webdataset":
         atomic_tar(table, path, image_column)
     elif spec.sink == "arrow":

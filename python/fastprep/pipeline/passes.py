@@ -261,7 +261,9 @@ def write_planned_shard(context: WriteContext, plan: ShardPlan) -> dict:
             labels = label_captions(table.column("caption"), vocab, num_threads=context.num_threads)
             table = table.append_column("labels", labels.column("labels"))
             tables.append(table.append_column("num_labels", labels.column("num_labels")))
-        write_shard(pa.concat_tables(tables), path, context.spec, context.num_threads)
+        write_shard(
+            pa.concat_tables(tables), path, context.spec, context.num_threads, list(vocab.tags)
+        )
     return {"file": name, "records": plan.records}
 
 

@@ -37,6 +37,7 @@ class ShardSpec:
     quality: int = 90
     size: Size = 224
     row_group_size: int = 1_000
+    hf_datasets: bool = False  # datasets' layout (fastprep.pipeline.hf)
 
     @property
     def suffix(self) -> str:
@@ -61,8 +62,9 @@ class PrepSettings:
     (``opt_out_hashes``: hex xxh3-128 or PDQ, ``opt_out_radius``), the
     vocabulary (``normalizer``, ``top_k``, ``min_count``,
     ``drop_unlabeled``), consent (``consent_rules``, checked before any
-    decoding) and reading (``batch_size``, ``source_options`` for Parquet
-    column names). How and where it runs (threads, engine, resume, report,
+    decoding), reading (``batch_size``, ``source_options`` for Parquet
+    column names and ``absolute_paths``) and ``hf_datasets`` (shards in the
+    layout Hugging Face ``datasets`` loads: :mod:`fastprep.pipeline.hf`). How and where it runs (threads, engine, resume, report,
     progress) is not a setting: outputs do not depend on it.
     """
 
@@ -86,6 +88,7 @@ class PrepSettings:
     consent_rules: tuple[ConsentRule, ...] = DEFAULT_RULES
     batch_size: int = 256
     source_options: Mapping[str, Any] = field(default_factory=dict)
+    hf_datasets: bool = False
 
     def __post_init__(self) -> None:
         # Normalised once, so equal settings compare (and record) equal.
@@ -139,6 +142,7 @@ class PrepSettings:
             if args.drop_if
             else DEFAULT_RULES,
             batch_size=args.batch_size,
+            hf_datasets=bool(getattr(args, "hf_datasets", False)),
             source_options={
                 "image_column": args.image_column,
                 "caption_column": args.caption_column,
@@ -185,6 +189,7 @@ class PrepSettings:
             quality=self.quality,
             size=self.size,
             row_group_size=self.row_group_size,
+            hf_datasets=self.hf_datasets,
         )
 
     @property
