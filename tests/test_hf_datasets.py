@@ -44,7 +44,7 @@ def _load(kind: str, files: list[str], cache) -> datasets.Dataset:
 
 @pytest.mark.parametrize("sink", ["parquet", "arrow"])
 def test_datasets_loads_tensor_shards(corpus, sink, tmp_path):
-    root, src, expected = corpus
+    _root, src, expected = corpus
     result = prep(src, tmp_path / "out", sink=sink, hf_datasets=True, **OPTIONS)
     files = [str(tmp_path / "out" / o["file"]) for o in result.manifest["outputs"]]
     ds = _load(sink, files, tmp_path / "cache")
@@ -66,7 +66,7 @@ def test_datasets_loads_tensor_shards(corpus, sink, tmp_path):
 
 @pytest.mark.parametrize("sink", ["parquet", "arrow"])
 def test_datasets_loads_encoded_shards_as_images(corpus, sink, tmp_path):
-    root, src, expected = corpus
+    _root, src, expected = corpus
     result = prep(
         src, tmp_path / "out", sink=sink, image_format="jpeg", quality=95, hf_datasets=True,
         **OPTIONS,
@@ -90,7 +90,7 @@ def test_datasets_loads_encoded_shards_as_images(corpus, sink, tmp_path):
 
 
 def test_datasets_loads_webdataset_shards(corpus, tmp_path):
-    root, src, expected = corpus
+    _root, src, expected = corpus
     result = prep(src, tmp_path / "out", sink="webdataset", **OPTIONS)
     files = [str(tmp_path / "out" / o["file"]) for o in result.manifest["outputs"]]
     ds = _load("webdataset", files, tmp_path / "cache")
