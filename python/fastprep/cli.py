@@ -71,8 +71,8 @@ def demo_eval_set() -> str:
 
 
 def _check_source(path: str) -> None:
-    if any(c in path for c in "*?["):
-        return  # a glob: the source reports when nothing matches
+    if any(c in path for c in "*?[{") or "://" in path:
+        return  # a glob, brace pattern or URL: the source reports when nothing matches
     if not os.path.exists(path):
         raise CommandError(f"no such source: {path}")
     if not os.access(path, os.R_OK):

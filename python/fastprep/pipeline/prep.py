@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fastprep import distributed
-from fastprep.errors import SettingsError
+from fastprep.errors import OutputExistsError, SettingsError
 from fastprep.hashtags import HashtagCounts, Vocabulary, build_vocabulary, save_vocabulary
 from fastprep.pipeline.decisions import Decision, Decisions, decide, shard_plan
 from fastprep.pipeline.engine import Engine
@@ -58,6 +58,7 @@ from fastprep.pipeline.passes import (
     write_planned_shard,
 )
 from fastprep.pipeline.progress import Progress
+from fastprep.pipeline.remote import is_remote, local_workdir, remote_has_run, upload_run
 from fastprep.pipeline.settings import PrepSettings
 from fastprep.pipeline.sources import count_records, is_table_source, table_source
 
@@ -110,12 +111,28 @@ def prep(
         raise SettingsError("num_threads is the local engine's option: LocalEngine(num_threads=)")
     if is_table_source(source):  # Arrow producers, HF datasets: streamed in batches
         source = table_source(source, batch_size=settings.batch_size, **settings.source_options)
+    remote_out = os.fspath(out_dir) if is_remote(os.fspath(out_dir)) else None
+    if remote_out is not None:
+        # Prepared in a local working folder, then uploaded, manifest last.
+        storage = settings.source_options.get("storage_options")
+        if remote_has_run(remote_out, storage) and not (overwrite or resume):
+            raise OutputExistsError(
+                f"{remote_out} already holds a fastprep run; pass resume=True (--resume) "
+                "or overwrite=True (--overwrite)"
+            )
+        out_dir = local_workdir(remote_out)
+        if not resume:
+            shutil.rmtree(out_dir, ignore_errors=True)
     job = _Job(source, os.path.abspath(os.fspath(out_dir)), settings, engine, resume, progress)
     engine.start()
     try:
-        return job.run(overwrite=overwrite, report=report)
+        result = job.run(overwrite=overwrite, report=report)
     finally:
         engine.stop()
+    if remote_out is not None:
+        upload_run(result.out_dir, remote_out, settings.source_options.get("storage_options"))
+        result.manifest["uploaded_to"] = remote_out
+    return result
 
 
 def empty_run_problem(manifest: dict) -> str | None:
@@ -141,7 +158,8 @@ def empty_run_problem(manifest: dict) -> str | None:
 def source_label(source: Any) -> str:
     """How the settings record names a source (resume compares it)."""
     if isinstance(source, (str, os.PathLike)):
-        return os.path.abspath(os.fspath(source))
+        text = os.fspath(source)
+        return text if is_remote(text) else os.path.abspath(text)
     if type(source).__module__.startswith("ray.data"):
         return "<dataset>"
     return "<batches>"

@@ -15,11 +15,13 @@ import tarfile
 import threading
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from fastprep.pipeline.remote import is_remote, remote_kind, remote_source
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 BASE_FIELDS = [
@@ -145,16 +147,18 @@ def folder_source(
 def _expand(paths: str | os.PathLike | list) -> list[str]:
     items = paths if isinstance(paths, (list, tuple)) else [paths]
     out: list[str] = []
-    for item in items:
-        item = os.fspath(item)
-        matches = sorted(glob.glob(item)) if any(c in item for c in "*?[") else [item]
-        if not matches or not all(os.path.exists(m) for m in matches):
-            raise FileNotFoundError(f"no files match {item}")
-        out.extend(matches)
+    for pattern in items:
+        from fastprep.pipeline.remote import expand_braces
+
+        for item in expand_braces(os.fspath(pattern)):
+            matches = sorted(glob.glob(item)) if any(c in item for c in "*?[") else [item]
+            if not matches or not all(os.path.exists(m) for m in matches):
+                raise FileNotFoundError(f"no files match {item}")
+            out.extend(matches)
     return out
 
 
-def _tar_records(shard: str, name: str | None = None) -> Iterator[dict[str, Any]]:
+def _tar_records(shard: str | IO[bytes], name: str | None = None) -> Iterator[dict[str, Any]]:
     """Records of one shard: consecutive members sharing a key form one.
 
     One image member is the record's ``image``; ``txt`` is the caption,
@@ -166,7 +170,7 @@ def _tar_records(shard: str, name: str | None = None) -> Iterator[dict[str, Any]
     """
     key: str | None = None
     group: dict[str, bytes] = {}
-    source = name if name is not None else shard
+    source = name if name is not None else str(shard)
 
     def record() -> dict[str, Any]:
         image_ext = next((e for e in group if "." + e in IMAGE_EXTENSIONS), None)
@@ -187,7 +191,12 @@ def _tar_records(shard: str, name: str | None = None) -> Iterator[dict[str, Any]
 
     members = 0
     try:
-        with tarfile.open(shard, mode="r|*") as tar:
+        opened = (
+            tarfile.open(shard, mode="r|*")
+            if isinstance(shard, str)
+            else tarfile.open(fileobj=shard, mode="r|*")  # a (remote) stream
+        )
+        with opened as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -477,17 +486,23 @@ def table_source(
 def source_kind(spec: str | os.PathLike) -> str:
     """``"folder"``, ``"tar"`` or ``"parquet"``: how :func:`open_source` reads ``spec``."""
     text = os.fspath(spec)
+    if is_remote(text):
+        return remote_kind(text)
     if os.path.isdir(text) and not glob.glob(os.path.join(text, "*.parquet")):
         return "folder"
     if text.endswith((".tar", ".tar.gz", ".tgz")) or (
-        any(c in text for c in "*?[") and ".tar" in text
+        any(c in text for c in "*?[{") and ".tar" in text
     ):
         return "tar"
     return "parquet"
 
 
 def open_source(spec: str | os.PathLike, **options: Any) -> Iterator[pa.RecordBatch]:
-    """A folder, tar shard(s) (path or glob ending in .tar), or Parquet."""
+    """A folder, tar shard(s) (path, glob or brace pattern ending in .tar),
+    or Parquet; local, or any fsspec URL (``s3://``, ``gs://``,
+    ``https://``, ``hf://``: :mod:`fastprep.pipeline.remote`)."""
+    if is_remote(os.fspath(spec)):
+        return remote_source(os.fspath(spec), **options)
     kind = source_kind(spec)
     if kind == "folder":
         return folder_source(
@@ -507,6 +522,8 @@ def open_source(spec: str | os.PathLike, **options: Any) -> Iterator[pa.RecordBa
 def count_records(spec: str | os.PathLike) -> int | None:
     """How many records ``spec`` holds, from listings only: folder entries,
     Parquet footers, tar headers (None when a source cannot be listed)."""
+    if is_remote(os.fspath(spec)):
+        return None  # listing a bucket to count it costs as much as reading it
     kind = source_kind(spec)
     text = os.fspath(spec)
     if kind == "folder":
