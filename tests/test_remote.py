@@ -373,7 +373,7 @@ def test_http_tar_and_parquet_sources_with_a_dropped_connection(nginx, local_res
 
 
 def test_cli_reads_s3_with_fsspec_environment(s3, tmp_path):
-    port, direct = s3
+    port, _direct = s3
     env = {
         **os.environ,
         "FSSPEC_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
