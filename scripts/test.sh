@@ -26,6 +26,16 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
   fi
 fi
 
+# The remote-source tests serve shards over HTTP with nginx on loopback.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing nginx (HTTP source tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  else
+    echo "test: nginx not found; the HTTP source tests will be skipped" >&2
+  fi
+fi
+
 echo "== cargo test"
 cargo test --quiet
 

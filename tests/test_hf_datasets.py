@@ -110,3 +110,25 @@ def test_datasets_loads_webdataset_shards(corpus, tmp_path):
         assert meta["labels"] == expected["labels"][i]
         ours = np.asarray(Image.open(io.BytesIO(blobs[row["__key__"]])).convert("RGB"))
         assert np.array_equal(np.asarray(row["jpg"].convert("RGB")), ours)
+
+
+def test_dataloader_reads_an_hf_exported_parquet(tmp_path):
+    pytest.importorskip("torch")
+    from fastprep.torch import DataLoader
+    from fastprep.torch.transforms import evaluate
+
+    records = _records(["a", "b", "c"])
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    ds = datasets.Dataset.from_dict(
+        {"image": [{"bytes": r["image"], "path": None} for r in records],
+         "text": [r["caption"] for r in records]},
+        features=features,
+    )  # fmt: skip
+    ds.to_parquet(str(tmp_path / "hf.parquet"))
+    from fastprep import decode_images
+
+    loader = DataLoader(str(tmp_path / "hf.parquet"), batch_size=3, transform=evaluate(32))
+    batch = next(iter(loader))
+    expected = pixels_to_numpy(decode_images([r["image"] for r in records], size=32))
+    images = batch["image"].permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(images, expected)
