@@ -181,3 +181,23 @@ def test_pixels_to_numpy_on_arrays_chunked_arrays_and_shard_tables(blobs, expect
     assert np.array_equal(fastprep.pixels_to_numpy(two), expected)
     assert fastprep.pixels_to_numpy(pixels.slice(1, 2)).shape == (2, 16, 16, 3)
     assert np.array_equal(fastprep.pixels_to_numpy(pixels.slice(1, 2)), expected[1:])
+
+
+def test_caption_columns_from_any_producer():
+    captions = ["Lovely #BrownBear #nature", "#nature", None, "no tags"]
+    expected = fastprep.count_hashtags(captions).to_arrow()
+    tags = fastprep.extract_hashtags(captions).to_pylist()
+    strings = pa.array(captions, pa.string())
+    for source, column in (
+        (strings.cast(pa.string_view()), None),
+        (strings.cast(pa.large_string()), None),
+        (pl.Series(captions), None),
+        (a3.Array.from_arrow(strings), None),
+        (na.Array(strings), None),
+        (StreamOnly(pa.chunked_array([strings])), None),
+        (pl.DataFrame({"caption": captions, "n": [1, 2, 3, 4]}), None),
+        (duckdb.from_arrow(pa.table({"text": strings})), "text"),
+        (a3.Table.from_arrow(pa.table({"text": strings})), "text"),
+    ):
+        assert fastprep.count_hashtags(source, column=column).to_arrow().equals(expected)
+        assert fastprep.extract_hashtags(source, column=column).to_pylist() == tags

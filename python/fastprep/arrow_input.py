@@ -32,7 +32,14 @@ import pyarrow.compute as pc
 #: Column names tried, in order, when a table has several binary columns.
 IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img")
 
-__all__ = ["IMAGE_COLUMNS", "as_image_input", "is_arrow_producer", "is_hf_image_type"]
+__all__ = [
+    "IMAGE_COLUMNS",
+    "arrow_column",
+    "as_image_input",
+    "is_arrow_producer",
+    "is_hf_image_type",
+    "to_pyarrow",
+]
 
 
 def is_arrow_producer(obj: Any) -> bool:
@@ -88,6 +95,10 @@ def _to_pyarrow(obj: Any) -> pa.Array | pa.ChunkedArray | pa.Table | pa.RecordBa
     return pa.array(obj)  # __arrow_c_array__: an array, or a record batch as a struct
 
 
+#: Public name: any Arrow producer as the matching pyarrow object, zero-copy.
+to_pyarrow = _to_pyarrow
+
+
 def _pick_column(names: list[str], types: list[pa.DataType], column: str | None) -> str:
     if column is not None:
         if column not in names:
@@ -124,6 +135,13 @@ def _column_of(data: Any, column: str | None) -> pa.ChunkedArray:
     if column is not None:
         raise TypeError(f"column={column!r} given, but the input is one {kind} column")
     return data
+
+
+def arrow_column(data: Any, column: str | None = None) -> pa.ChunkedArray:
+    """One column of any Arrow producer as a pyarrow ChunkedArray, zero-copy:
+    the producer itself when it is one column, else its ``column`` (a
+    table-like stream is read to its end)."""
+    return _column_of(_to_pyarrow(data), column)
 
 
 def _hf_images(column: pa.ChunkedArray) -> tuple[str, Any]:
