@@ -19,8 +19,6 @@ import numpy as np
 import pyarrow as pa
 
 from fastprep import _core
-from fastprep.arrow_input import arrow_column, is_arrow_producer
-from fastprep.arrow_input import to_pyarrow as _arrow_pyarrow
 from fastprep._core import (
     HashtagCounts,
     HashtagNormalizer,
@@ -28,6 +26,8 @@ from fastprep._core import (
     Vocabulary,
     normalize_hashtag,
 )
+from fastprep.arrow_input import arrow_column, is_arrow_producer
+from fastprep.arrow_input import to_pyarrow as _arrow_pyarrow
 
 #: Vocabulary sizes of the 2018 Instagram study (Mahajan et al.): hashtags
 #: matching the ImageNet-1k synsets, the WordNet noun synonyms, and the most
