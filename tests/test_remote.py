@@ -137,6 +137,11 @@ def corpus(tmp_path_factory) -> Path:
     )
     (root / "parquet").mkdir()
     pq.write_table(table, root / "parquet" / "part-0.parquet", row_group_size=3)
+    (root / "folder" / "sub").mkdir(parents=True)
+    for i, r in enumerate(records):
+        stem = root / "folder" / ("sub" if i % 2 else "") / r["key"]
+        stem.with_suffix(".jpg").write_bytes(r["image"])
+        stem.with_suffix(".txt").write_text(r["caption"])
     return root
 
 
@@ -187,9 +192,9 @@ def s3(corpus):
         )
         for bucket in ("corpus", "prepared"):
             client.create_bucket(Bucket=bucket)
-        for folder in ("shards", "parquet"):
-            for path in sorted((corpus / folder).iterdir()):
-                client.upload_file(str(path), "corpus", f"{folder}/{path.name}")
+        for path in sorted(corpus.rglob("*")):
+            if path.is_file():
+                client.upload_file(str(path), "corpus", str(path.relative_to(corpus)))
         yield port, direct
     finally:
         server.stop()
@@ -269,6 +274,21 @@ def test_s3_parquet_streams_and_missing_shards_are_source_errors(s3, local_resul
     assert [d["source"] for d in dropped if d["reason"].startswith("source_error")] == [
         "shard-2.tar"
     ]
+
+
+def test_s3_folder_of_images_with_sidecars(s3, corpus, tmp_path):
+    _port, direct = s3
+    local = prep(corpus / "folder", tmp_path / "local", **OPTIONS)
+    s3fs.S3FileSystem.clear_instance_cache()
+    result = prep(
+        "s3://corpus/folder/",
+        tmp_path / "remote",
+        source_options={"storage_options": direct},
+        **OPTIONS,
+    )
+    _same_outputs(result, local, lambda n: pq.read_table(tmp_path / "remote" / n))
+    table = pq.read_table(tmp_path / "remote" / result.manifest["outputs"][0]["file"])
+    assert "sub/r01.jpg" in table.column("source").to_pylist()
 
 
 def test_remote_patterns_expand(s3):
@@ -356,7 +376,9 @@ def test_retrying_reader_reopens_http_at_the_offset(nginx, corpus):
     assert proxy.dropped == 2 and reader.retried == 2
 
 
-def test_http_tar_and_parquet_sources_with_a_dropped_connection(nginx, local_result, tmp_path):
+def test_http_tar_parquet_and_folder_sources_with_a_dropped_connection(
+    nginx, corpus, local_result, tmp_path
+):
     proxy = DroppingProxy(nginx, after=300_000, drops=1)
     base = f"http://127.0.0.1:{proxy.port}"
     try:
@@ -365,12 +387,17 @@ def test_http_tar_and_parquet_sources_with_a_dropped_connection(nginx, local_res
         _same_outputs(result, local_result, lambda n: pq.read_table(tmp_path / "tar" / n))
         parquet = prep(f"{base}/parquet/part-0.parquet", tmp_path / "pq", **OPTIONS)
         assert parquet.manifest["totals"] == local_result.manifest["totals"]
+        # A folder of images, listed through nginx's autoindex pages.
+        folder = prep(f"{base}/folder/", tmp_path / "folder", **OPTIONS)
+        local = prep(corpus / "folder", tmp_path / "local-folder", **OPTIONS)
+        _same_outputs(folder, local, lambda n: pq.read_table(tmp_path / "folder" / n))
     finally:
         proxy.close()
 
 
 def test_cli_reads_s3_with_fsspec_environment(s3, tmp_path):
     port, _direct = s3
+    s3fs.S3FileSystem.clear_instance_cache()
     env = {
         **os.environ,
         "FSSPEC_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
@@ -386,6 +413,16 @@ def test_cli_reads_s3_with_fsspec_environment(s3, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["totals"]["written"] == 10
+    upload = subprocess.run(
+        [sys.executable, "-m", "fastprep", "prep", "s3://corpus/parquet/", "--out",
+         "s3://prepared/cli/", "--size", "32", "--quiet", "--no-report", "--min-quality", "0"],
+        env={**env, "FASTPREP_REMOTE_STAGING": str(tmp_path / "staging")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert upload.returncode == 0, upload.stderr
+    assert "manifest: s3://prepared/cli/manifest.json" in upload.stdout
+    fs = s3fs.S3FileSystem(**_direct)
+    assert json.loads(fs.cat_file("prepared/cli/manifest.json"))["totals"]["written"] == 10
     missing = subprocess.run(
         [sys.executable, "-m", "fastprep", "prep", "s3://corpus/nothing-here/x-{0..1}.tar",
          "--out", str(tmp_path / "none"), "--quiet", "--no-report"],

@@ -90,7 +90,10 @@ def prep(
             what the engine reads itself (a ``ray.data.Dataset`` on
             :class:`fastprep.ray.RayEngine`).
         out_dir: output folder (on a distributed engine, a path every worker
-            can write). It must not hold a run already unless ``resume``
+            can write), or an fsspec URL (``s3://bucket/prepared/``): prepared
+            locally, then uploaded with the manifest last
+            (:mod:`fastprep.pipeline.remote`); the result's ``out_dir`` is then
+            the URL. It must not hold a run already unless ``resume``
             (continue an interrupted run with the same settings and source:
             staged parts and written shards are kept) or ``overwrite``.
         settings: a :class:`PrepSettings`; or pass its fields as keyword
@@ -131,7 +134,7 @@ def prep(
         engine.stop()
     if remote_out is not None:
         upload_run(result.out_dir, remote_out, settings.source_options.get("storage_options"))
-        result.manifest["uploaded_to"] = remote_out
+        return PrepResult(remote_out, result.manifest)  # the local folder is only a cache
     return result
 
 
