@@ -132,3 +132,11 @@ def test_dataloader_reads_an_hf_exported_parquet(tmp_path):
     expected = pixels_to_numpy(decode_images([r["image"] for r in records], size=32))
     images = batch["image"].permute(0, 2, 3, 1).numpy()
     assert np.array_equal(images, expected)
+    # The Dataset object itself, its streaming view, and other Arrow tables.
+    import polars as pl
+
+    frame = pl.DataFrame({"image": [r["image"] for r in records]})
+    for source in (ds, ds.to_iterable_dataset(), frame):
+        loader = DataLoader(source, batch_size=3, transform=evaluate(32))
+        batch = next(iter(loader))
+        assert np.array_equal(batch["image"].permute(0, 2, 3, 1).numpy(), expected)

@@ -35,9 +35,11 @@ IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img")
 __all__ = [
     "IMAGE_COLUMNS",
     "arrow_column",
+    "arrow_table",
     "as_image_input",
     "is_arrow_producer",
     "is_hf_image_type",
+    "is_table_like",
     "to_pyarrow",
 ]
 
@@ -142,6 +144,60 @@ def arrow_column(data: Any, column: str | None = None) -> pa.ChunkedArray:
     the producer itself when it is one column, else its ``column`` (a
     table-like stream is read to its end)."""
     return _column_of(_to_pyarrow(data), column)
+
+
+def is_table_like(obj: Any) -> bool:
+    """A Hugging Face dataset, a pyarrow table/batch/reader, or a producer
+    of a table-like Arrow stream or array (a struct type): what
+    :func:`arrow_table` converts. Checked without reading any data."""
+    if _is_hf_dataset(obj) or isinstance(obj, (pa.Table, pa.RecordBatch, pa.RecordBatchReader)):
+        return True
+    if isinstance(obj, (pa.Array, pa.ChunkedArray)) or not is_arrow_producer(obj):
+        return False
+    capsule: Any = None
+    try:
+        if hasattr(obj, "__arrow_c_schema__"):
+            capsule = obj.__arrow_c_schema__()
+        elif hasattr(obj, "__arrow_c_array__"):
+            capsule = obj.__arrow_c_array__()[0]  # the schema half; no data is read
+    except (pa.ArrowException, TypeError, ValueError, NotImplementedError):
+        return False
+    if capsule is not None:
+        try:
+            return pa.types.is_struct(pa.DataType._import_from_c_capsule(capsule))
+        except (pa.ArrowException, TypeError, ValueError):
+            return False
+    # A stream without a schema method: table-like objects name their columns
+    # (polars DataFrame, duckdb relations); a series or array does not.
+    return hasattr(obj, "columns") or hasattr(obj, "column_names")
+
+
+def arrow_table(obj: Any, views: bool = True) -> pa.Table | None:
+    """A table-like input (:func:`is_table_like`) as a pyarrow Table without
+    copying its buffers (an HF dataset's memory-mapped table; a reader or
+    stream read to its end); None for anything else.
+
+    ``views=False`` casts ``binary_view``/``string_view`` columns (polars'
+    layout) to ``binary``/``string``: one copy, for readers that take rows
+    at random (pyarrow's ``take`` has no kernel for view types), where no
+    zero-copy path exists."""
+    if not is_table_like(obj):
+        return None
+    if _is_hf_dataset(obj):
+        table = _hf_table(obj, None)[0]
+    elif isinstance(obj, pa.RecordBatch):
+        table = pa.Table.from_batches([obj])
+    elif isinstance(obj, pa.RecordBatchReader):
+        table = obj.read_all()
+    else:
+        table = pa.table(obj)
+    if not views:
+        plain = {pa.binary_view(): pa.binary(), pa.string_view(): pa.string()}
+        if any(t in plain for t in table.schema.types):
+            table = table.cast(
+                pa.schema([f.with_type(plain.get(f.type, f.type)) for f in table.schema])
+            )
+    return table
 
 
 def _hf_images(column: pa.ChunkedArray) -> tuple[str, Any]:
