@@ -5,9 +5,11 @@
 
 pub mod batch;
 pub mod dedup;
+pub mod error;
 pub mod hashing;
 pub mod hashtags;
 pub mod image;
+pub mod pool;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -34,9 +34,9 @@ def handed(monkeypatch):
     seen: list = []
     original = _core.decode_arrow
 
-    def spy(array, **options):
+    def spy(array, *args, **options):
         seen.append(array)
-        return original(array, **options)
+        return original(array, *args, **options)
 
     monkeypatch.setattr(_core, "decode_arrow", spy)
     return seen

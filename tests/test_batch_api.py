@@ -67,6 +67,7 @@ def test_fixed_size_schema(images):
         "format",
         "orientation",
         "error",
+        "error_kind",
     }
     pixels_type = schema.field("pixels").type
     assert isinstance(pixels_type, pa.FixedShapeTensorType)
@@ -77,6 +78,9 @@ def test_fixed_size_schema(images):
     assert schema.field("orientation").type == pa.uint8()
     assert schema.field("format").type in (pa.string(), pa.large_string())
     assert schema.field("error").type in (pa.string(), pa.large_string())
+    assert schema.names.index("error_kind") == schema.names.index("error") + 1
+    assert schema.field("error_kind").type == pa.string()
+    assert batch.column("error_kind").null_count == len(images)
     assert batch.column("format").to_pylist() == ["png", "jpeg", "webp", "gif", "bmp"]
     assert batch.column("height").to_pylist() == [SIZE[0]] * 5
     assert batch.column("width").to_pylist() == [SIZE[1]] * 5

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastprep._core import __version__, default_num_threads
 from fastprep.dedup import deduplicate, find_near_duplicates, leak_report, match_hashes
+from fastprep.errors import DecodeError
 from fastprep.hashtags import (
     VOCAB_PRESETS,
     HashtagCounts,
@@ -29,23 +30,26 @@ from fastprep.hashtags import (
     save_vocabulary,
 )
 from fastprep.images import (
+    ERROR_KINDS,
     FILTERS,
     HASHES,
     MODES,
-    DecodeError,
     decode_image,
     decode_images,
     hash_images,
     pixels_to_numpy,
     sample_images,
 )
+from fastprep.options import DecodeOptions
 
 __all__ = [
+    "ERROR_KINDS",
     "FILTERS",
     "HASHES",
     "MODES",
     "VOCAB_PRESETS",
     "DecodeError",
+    "DecodeOptions",
     "HashtagCounts",
     "HashtagNormalizer",
     "PairCounts",

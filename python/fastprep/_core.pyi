@@ -6,11 +6,17 @@ import pyarrow as pa
 from typing_extensions import Self
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ERROR_KINDS",
+    "FILTERS",
+    "HASHES",
+    "MODES",
     "HashtagCounts",
     "HashtagNormalizer",
     "PairCounts",
     "Vocabulary",
     "__version__",
+    "check_decode_options",
     "decode_arrow",
     "decode_bytes",
     "decode_paths",
@@ -19,18 +25,37 @@ __all__ = [
     "extract_hashtags",
     "near_duplicate_pairs",
     "normalize_hashtag",
+    "probe_masks",
     "query_pairs",
     "resolve_clusters",
+    "slot_entries",
+    "slot_plan",
+    "slot_values",
+    "verify_entries",
 ]
 
 __version__: str
 
 def default_num_threads() -> int: ...
 
-# Images (fastprep.images fills every option; see decode_images there).
-def decode_bytes(images: list[bytes], **options: Any) -> pa.RecordBatch: ...
-def decode_paths(paths: list[str], **options: Any) -> pa.RecordBatch: ...
-def decode_arrow(array: pa.ChunkedArray, **options: Any) -> pa.RecordBatch: ...
+# Images. `options` is `fastprep.DecodeOptions.to_core()`: every key is
+# required (see decode_images in fastprep.images for their meaning).
+MODES: tuple[str, ...]
+FILTERS: tuple[str, ...]
+HASHES: tuple[str, ...]
+ERROR_KINDS: tuple[str, ...]
+DEFAULT_MAX_PIXELS: int
+
+def check_decode_options(options: dict[str, Any]) -> None: ...
+def decode_bytes(
+    images: list[bytes], options: dict[str, Any], num_threads: int | None = None
+) -> pa.RecordBatch: ...
+def decode_paths(
+    paths: list[str], options: dict[str, Any], num_threads: int | None = None
+) -> pa.RecordBatch: ...
+def decode_arrow(
+    array: pa.ChunkedArray, options: dict[str, Any], num_threads: int | None = None
+) -> pa.RecordBatch: ...
 def encode_images(
     pixels: pa.ChunkedArray,
     height: int,
@@ -133,6 +158,29 @@ def query_pairs(
     queries: pa.ChunkedArray,
     reference: pa.ChunkedArray,
     radius: int,
+    num_threads: int | None = None,
+) -> pa.RecordBatch: ...
+def slot_plan(radius: int, bits: int, slot_bits: int) -> tuple[int, int]: ...
+def probe_masks(slot_bits: int, t: int) -> list[int]: ...
+def slot_values(hashes: pa.ChunkedArray, slot_bits: int) -> pa.UInt64Array: ...
+def slot_entries(
+    ids: pa.ChunkedArray,
+    hashes: pa.ChunkedArray,
+    radius: int,
+    num_shards: int,
+    slot_bits: int = 16,
+    role: str = "both",
+) -> pa.RecordBatch: ...
+def verify_entries(
+    slot: pa.ChunkedArray,
+    key: pa.ChunkedArray,
+    role: pa.ChunkedArray,
+    id: pa.ChunkedArray,
+    hashes: pa.ChunkedArray,
+    radius: int,
+    slot_bits: int = 16,
+    self_join: bool = True,
+    index_min: int = ...,  # 1 << 18 (runtime text stubtest cannot evaluate)
     num_threads: int | None = None,
 ) -> pa.RecordBatch: ...
 def resolve_clusters(

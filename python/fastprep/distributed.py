@@ -11,7 +11,9 @@ workers label with it. The merged counts equal one :func:`fastprep.count_hashtag
 over the whole corpus, whatever the split.
 
 **Near-duplicates** use a sharded multi-index-hashing index, the distributed
-form of ``rust/dedup/mih.rs``. A hash of ``bits`` bits is cut into ``m =
+form of ``rust/dedup/mih.rs``, computed in Rust (``rust/dedup/sharded.rs``,
+with the pigeonhole rule of ``rust/dedup/pigeonhole.rs`` that the
+single-machine index uses too); this module moves Arrow data in and out. A hash of ``bits`` bits is cut into ``m =
 bits / slot_bits`` slots; two hashes within Hamming distance ``r`` agree to
 within ``t = r // m`` bits on at least one slot (pigeonhole: otherwise every
 slot differs by ``t + 1`` or more, ``m * (t + 1) > r`` bits in all). So:
@@ -42,7 +44,6 @@ single-machine index, spread over the shards.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,6 @@ PAIR_SCHEMA = pa.schema(
     [pa.field("a", pa.int64()), pa.field("b", pa.int64()), pa.field("distance", pa.int32())]
 )
 
-INDEXED, PROBE = 1, 2
 _LUT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -166,57 +166,33 @@ def popcount(x: np.ndarray) -> np.ndarray:
     return _LUT[as_bytes].sum(axis=-1, dtype=np.uint16)
 
 
-def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamming distances between rows of two ``[n, bytes]`` uint8 matrices."""
-    width = a.shape[1]
-    if width % 8 == 0:
-        x = a.view(np.uint64) ^ b.view(np.uint64)
-    else:
-        x = a ^ b
-    return popcount(x).sum(axis=1, dtype=np.int32)
-
-
 def slot_plan(radius: int, bits: int, slot_bits: int = 16) -> tuple[int, int]:
     """``(slots, t)``: how many slots a ``bits``-bit hash has, and how many
-    bits a slot may differ by for two hashes within ``radius``."""
-    if slot_bits not in (8, 16, 32):
-        raise ValueError("slot_bits must be 8, 16 or 32")
-    if bits % slot_bits:
-        raise ValueError(f"{bits}-bit hashes do not split into {slot_bits}-bit slots")
-    if radius < 0:
-        raise ValueError("radius must be non-negative")
-    slots = bits // slot_bits
-    return slots, radius // slots
+    bits a slot may differ by for two hashes within ``radius`` (the pigeonhole
+    rule of ``rust/dedup/pigeonhole.rs``, shared with the single-machine index)."""
+    slots, t = _core.slot_plan(int(radius), int(bits), int(slot_bits))
+    return int(slots), int(t)
 
 
 def probe_masks(slot_bits: int, t: int) -> np.ndarray:
     """Every ``slot_bits``-bit mask with at most ``t`` bits set, 0 first."""
-    t = min(t, slot_bits)
-    masks = [0]
-    for k in range(1, t + 1):
-        for bits in combinations(range(slot_bits), k):
-            masks.append(sum(1 << b for b in bits))
-    if len(masks) > 1_000_000:
-        raise ValueError(f"{len(masks)} probes per slot: use smaller slots for this radius")
-    return np.array(masks, dtype=np.uint64)
+    return np.array(_core.probe_masks(int(slot_bits), max(int(t), 0)), dtype=np.uint64)
 
 
 def slot_values(matrix: np.ndarray, slot_bits: int = 16) -> np.ndarray:
     """``[n, slots]`` uint64: slot ``s`` of each hash, big-endian (slot 0 is
     the top ``slot_bits`` bits of the first byte(s), as in ``rust/dedup``)."""
-    step = slot_bits // 8
     n, width = matrix.shape
-    parts = matrix.reshape(n, width // step, step).astype(np.uint64)
-    values = np.zeros((n, width // step), dtype=np.uint64)
-    for j in range(step):
-        values = (values << np.uint64(8)) | parts[:, :, j]
-    return values
+    flat = _core.slot_values(_fixed(matrix), int(slot_bits)).to_numpy(zero_copy_only=False)
+    return flat.astype(np.uint64).reshape(n, (width * 8) // int(slot_bits))
 
 
-def _shard_of(slot: np.ndarray, key: np.ndarray, num_shards: int) -> np.ndarray:
-    mixed = (slot.astype(np.uint64) << np.uint64(32)) ^ key.astype(np.uint64)
-    mixed = mixed * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing; wraps
-    return ((mixed >> np.uint64(33)) % np.uint64(num_shards)).astype(np.int32)
+def _ids(ids: Any) -> np.ndarray:
+    return np.asarray(ids.to_numpy(zero_copy_only=False) if hasattr(ids, "to_numpy") else ids)
+
+
+def _int64(values: np.ndarray) -> pa.ChunkedArray:
+    return pa.chunked_array([pa.array(np.asarray(values, dtype=np.int64), pa.int64())])
 
 
 def slot_entries(
@@ -234,41 +210,16 @@ def slot_entries(
     skipped with their ids). ``role``: ``"both"`` for a self-join,
     ``"index"`` for the reference side and ``"probe"`` for the query side of
     a query join. Group the result by ``shard`` and hand each shard to
-    :func:`verify_entries`.
+    :func:`verify_entries`. Built by ``rust/dedup/sharded.rs``.
     """
     if role not in ("both", "index", "probe"):
         raise ValueError("role must be 'both', 'index' or 'probe'")
     valid, matrix = hash_matrix(hashes)
-    ids = np.asarray(ids.to_numpy(zero_copy_only=False) if hasattr(ids, "to_numpy") else ids)
-    ids = ids.astype(np.int64)[valid]
-    n, width = matrix.shape
-    slots, t = slot_plan(radius, width * 8, slot_bits)
-    masks = probe_masks(slot_bits, t) if role != "index" else np.zeros(1, np.uint64)
-    values = slot_values(matrix, slot_bits)  # [n, slots]
-    # Layout: record-major, then slot, then mask (mask 0 first).
-    keys = (values[:, :, None] ^ masks[None, None, :]).reshape(-1)
-    slot = np.broadcast_to(
-        np.arange(slots, dtype=np.int16)[None, :, None], (n, slots, len(masks))
-    ).reshape(-1)
-    grid = np.full((n, slots, len(masks)), PROBE, dtype=np.int8)
-    grid[:, :, 0] = {"both": INDEXED | PROBE, "index": INDEXED, "probe": PROBE}[role]
-    roles = grid.reshape(-1)
-    per_record = slots * len(masks)
-    rows = np.repeat(np.arange(n), per_record)
-    hash_bytes = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(width), n, [None, pa.py_buffer(np.ascontiguousarray(matrix).tobytes())]
-    ).cast(pa.binary())
-    return pa.table(
-        {
-            "shard": pa.array(_shard_of(slot, keys, num_shards)),
-            "slot": pa.array(slot),
-            "key": pa.array(keys.astype(np.int64)),
-            "role": pa.array(roles),
-            "id": pa.array(ids[rows]),
-            "hash": hash_bytes.take(pa.array(rows, pa.int64())),
-        },
-        schema=ENTRY_SCHEMA,
+    ids = _ids(ids).astype(np.int64)[valid]
+    batch = _core.slot_entries(
+        _int64(ids), _fixed(matrix), int(radius), int(num_shards), int(slot_bits), role
     )
+    return pa.Table.from_batches([batch]).cast(ENTRY_SCHEMA)
 
 
 def _column(table: pa.Table | pa.RecordBatch, name: str) -> np.ndarray:
@@ -302,96 +253,31 @@ def verify_entries(
     the full Hamming distance; a pair is kept only from the first slot within
     ``t`` bits and (self-join) with the smaller id as the probe, so the
     shards' outputs are disjoint and together exactly the single-machine
-    pairs. Keys with at least ``rust_min`` candidate pairs are searched by
-    fastprep's Rust index (``num_threads`` threads), the rest in numpy,
-    ``max_candidates`` at a time.
+    pairs. Runs in Rust (``rust/dedup/sharded.rs``, ``num_threads``
+    threads): keys with at least ``rust_min`` candidate pairs are searched
+    through the multi-index, the rest compared pair by pair. Candidates are
+    streamed, never materialised, so ``max_candidates`` (kept for
+    compatibility) bounds nothing any more.
     """
+    del max_candidates  # see the docstring
     if isinstance(entries, pa.RecordBatch):
         entries = pa.Table.from_batches([entries])
     if entries.num_rows == 0:
         return PAIR_SCHEMA.empty_table()
     _, matrix = hash_matrix(entries.column("hash"))
-    _, t = slot_plan(radius, matrix.shape[1] * 8, slot_bits)
-    slot = _column(entries, "slot").astype(np.uint64)
-    key = _column(entries, "key").astype(np.uint64)
-    role = _column(entries, "role")
-    ids = _column(entries, "id").astype(np.int64)
-    code = (slot << np.uint64(slot_bits)) | key  # the group: (slot, value)
-    indexed = np.flatnonzero(role & INDEXED)
-    probes = np.flatnonzero(role & PROBE)
-    indexed = indexed[np.argsort(code[indexed], kind="stable")]
-    probes = probes[np.argsort(code[probes], kind="stable")]
-    sorted_codes = code[indexed]
-    lo = np.searchsorted(sorted_codes, code[probes], side="left")
-    hi = np.searchsorted(sorted_codes, code[probes], side="right")
-    hit = hi > lo
-    probes, lo, hi = probes[hit], lo[hit], hi[hit]
-    counts = hi - lo
-    values = slot_values(matrix, slot_bits)
-    out_a, out_b, out_d = [], [], []
-
-    def accept(left: np.ndarray, right: np.ndarray, d: np.ndarray) -> None:
-        """Keeps the candidate pairs (probe, indexed entry, distance <= radius)
-        this shard reports: smaller id first, found from its first close slot."""
-        a, b = ids[left], ids[right]
-        keep = a < b if self_join else np.ones(len(a), bool)
-        left, right, a, b, d = left[keep], right[keep], a[keep], b[keep], d[keep]
-        s = slot[left]
-        earlier = np.zeros(len(left), bool)
-        for e in range(int(s.max()) if len(s) else 0):
-            close = popcount(values[left, e] ^ values[right, e]) <= t
-            earlier |= (np.uint64(e) < s) & close
-        out_a.append(a[~earlier])
-        out_b.append(b[~earlier])
-        out_d.append(d[~earlier])
-
-    # Large keys (many probes x many indexed records): Rust, key by key.
-    bounds = np.flatnonzero(np.diff(code[probes]) != 0) + 1
-    starts = np.concatenate([[0], bounds]).astype(np.int64)
-    stops = np.concatenate([bounds, [len(probes)]]).astype(np.int64)
-    sizes = (stops - starts) * counts[starts] if len(probes) else np.zeros(0, np.int64)
-    small = np.ones(len(probes), bool)
-    for g in np.flatnonzero(sizes >= rust_min):
-        group = probes[starts[g] : stops[g]]
-        members = indexed[lo[starts[g]] : hi[starts[g]]]
-        found = _core.query_pairs(
-            _fixed(matrix[group]), _fixed(matrix[members]), int(radius), num_threads
-        )
-        accept(
-            group[found.column(0).to_numpy().astype(np.int64)],
-            members[found.column(1).to_numpy().astype(np.int64)],
-            found.column(2).to_numpy().astype(np.int32),
-        )
-        small[starts[g] : stops[g]] = False
-    probes, lo, counts = probes[small], lo[small], counts[small]
-
-    start = 0
-    while start < len(probes):
-        # A run of probes whose candidates fit in max_candidates (at least one).
-        cum = np.cumsum(counts[start:])
-        stop = start + max(1, int(np.searchsorted(cum, max_candidates, side="right")))
-        p, c, first = probes[start:stop], counts[start:stop], lo[start:stop]
-        total = int(c.sum())
-        left = np.repeat(p, c)
-        offsets = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
-        right = indexed[np.repeat(first, c) + offsets]
-        if self_join:
-            keep = ids[left] < ids[right]
-            left, right = left[keep], right[keep]
-        d = _distances(matrix[left], matrix[right])
-        keep = d <= radius
-        accept(left[keep], right[keep], d[keep])
-        start = stop
-    if not out_a:
-        return PAIR_SCHEMA.empty_table()
-    return pa.table(
-        {
-            "a": pa.array(np.concatenate(out_a), pa.int64()),
-            "b": pa.array(np.concatenate(out_b), pa.int64()),
-            "distance": pa.array(np.concatenate(out_d).astype(np.int32)),
-        },
-        schema=PAIR_SCHEMA,
+    found = _core.verify_entries(
+        pa.chunked_array([pa.array(_column(entries, "slot").astype(np.int16))]),
+        _int64(_column(entries, "key")),
+        pa.chunked_array([pa.array(_column(entries, "role").astype(np.int8))]),
+        _int64(_column(entries, "id")),
+        _fixed(matrix),
+        int(radius),
+        int(slot_bits),
+        bool(self_join),
+        max(int(rust_min), 0),
+        num_threads,
     )
+    return pa.Table.from_batches([found]).cast(PAIR_SCHEMA)
 
 
 def match_block(
@@ -409,9 +295,7 @@ def match_block(
     fastprep's exact Rust search underneath."""
     valid, queries = hash_matrix(hashes)
     ref_valid, matrix = hash_matrix(reference)
-    ids = np.asarray(ids.to_numpy(zero_copy_only=False) if hasattr(ids, "to_numpy") else ids)
-    ref = reference_ids
-    ref = np.asarray(ref.to_numpy(zero_copy_only=False) if hasattr(ref, "to_numpy") else ref)
+    ids, ref = _ids(ids), _ids(reference_ids)
     ids, ref = ids.astype(np.int64)[valid], ref.astype(np.int64)[ref_valid]
     if not len(ids) or not len(ref):
         return PAIR_SCHEMA.empty_table()

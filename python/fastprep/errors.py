@@ -11,7 +11,12 @@ class FastprepError(Exception):
 
 
 class DecodeError(FastprepError, ValueError):
-    """Raised by :func:`fastprep.decode_image` when one image cannot be decoded."""
+    """Raised by :func:`fastprep.decode_image` when one image cannot be decoded.
+
+    ``kind`` is the record's ``error_kind`` (see :data:`fastprep.images.ERROR_KINDS`)
+    when the decoder set one."""
+
+    kind: str | None = None
 
 
 class SettingsError(FastprepError, ValueError):

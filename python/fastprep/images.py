@@ -5,44 +5,58 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from fastprep import _core
+from fastprep import options as _options
 from fastprep.arrow_input import as_image_input
+from fastprep.errors import DecodeError
+from fastprep.options import DecodeOptions
 
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ERROR_KINDS",
+    "FILTERS",
+    "HASHES",
+    "MODES",
+    "DecodeError",
+    "DecodeOptions",
+    "decode_image",
+    "decode_images",
+    "hash_images",
+    "pixels_to_numpy",
+    "sample_images",
+]
+
+# Names and limits defined once in the Rust core (see fastprep.options).
 #: Resampling filters, by the names Pillow and torchvision users know.
-FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+FILTERS = _options.FILTERS
 #: Geometry modes. See :func:`decode_images`.
-MODES = ("center_crop", "resize", "letterbox", "random_resized_crop")
+MODES = _options.MODES
 #: Hashes :func:`decode_images` can compute in the same pass (column names in
 #: parentheses): ``xxh3`` (``xxh3_128``) and ``blake3`` of the encoded bytes,
 #: ``pixels`` (``pixel_xxh3_128``) of the decoded RGB, ``ahash``, ``dhash``,
 #: ``phash`` (uint64, identical to the ``imagehash`` package's defaults),
 #: ``pdq`` (``pdq``: 32 bytes, ``pdq_quality``: 0-100) and ``pdq_dihedral``.
-HASHES = ("xxh3", "blake3", "pixels", "ahash", "dhash", "phash", "pdq", "pdq_dihedral")
+HASHES = _options.HASHES
+#: Pillow's decompression-bomb limit.
+DEFAULT_MAX_PIXELS = _options.DEFAULT_MAX_PIXELS
+#: Values of the ``error_kind`` column (null when the image decoded).
+ERROR_KINDS: tuple[str, ...] = tuple(_core.ERROR_KINDS)
 
-DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's decompression-bomb limit
-
-Size = Union[int, tuple[int, int]]
-
-
-class DecodeError(ValueError):
-    """Raised by :func:`decode_image` when one image cannot be decoded."""
+Size = _options.Size
 
 
-def _normalise_size(size: Size | None) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    if isinstance(size, int):
-        height = width = size
-    else:
-        height, width = size
-    if height <= 0 or width <= 0:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return int(height), int(width)
+def _resolve(options: DecodeOptions | None, kwargs: dict[str, Any]) -> DecodeOptions:
+    """``options`` with keyword overrides, or the keywords alone."""
+    if options is None:
+        return DecodeOptions.from_kwargs(**kwargs)
+    if not isinstance(options, DecodeOptions):
+        raise TypeError(f"options must be a DecodeOptions, got {type(options).__name__}")
+    return options.replace(**kwargs) if kwargs else options
 
 
 def _as_input(images: Any, column: str | None = None) -> tuple[str, Any]:
@@ -70,23 +84,15 @@ def decode_images(
     images: Sequence[Any] | pa.Array | pa.ChunkedArray | Iterable[Any],
     *,
     column: str | None = None,
-    size: Size | None = None,
-    mode: str = "center_crop",
-    resize_shorter: int | None = None,
-    filter: str = "bilinear",
-    apply_orientation: bool = True,
-    reduced_decode: bool = True,
-    background: tuple[int, int, int] = (255, 255, 255),
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    options: DecodeOptions | None = None,
     num_threads: int | None = None,
-    seed: int = 0,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    flip_p: float = 0.5,
-    hashes: Sequence[str] = (),
-    pixels: bool = True,
+    **kwargs: Any,
 ) -> pa.RecordBatch:
     """Decode many images in parallel Rust threads into one Arrow record batch.
+
+    Options come as keywords, as a :class:`~fastprep.DecodeOptions`
+    (``options=``), or both (keywords then override the fields they name);
+    an unknown keyword raises ``TypeError``.
 
     Args:
         images: a list of bytes-like objects, a list of file paths, or Arrow
@@ -96,6 +102,7 @@ def decode_images(
             struct column, or a table / record batch / reader (see
             :mod:`fastprep.arrow_input`).
         column: the image column of a table-like ``images``.
+        options: a :class:`~fastprep.DecodeOptions` holding the options below.
         size: output ``(height, width)`` (an int means square). ``None`` keeps each
             image's own size and uses the variable-size layout described below.
         mode: geometry when ``size`` is set:
@@ -138,47 +145,28 @@ def decode_images(
           sniffed from the bytes.
         * ``orientation`` (uint8): the EXIF orientation applied (1 when none).
         * ``error`` (string): null when the image is fine, else the reason.
+        * ``error_kind`` (string): null when the image is fine, else one of
+          :data:`ERROR_KINDS`, stable across releases (branch on it rather
+          than on the ``error`` text): ``empty`` (no bytes, or a null entry),
+          ``unsupported_format`` (not JPEG, PNG, WebP, GIF or BMP),
+          ``unsupported`` (a known format using a feature fastprep does not
+          decode, e.g. 12-bit JPEG), ``truncated`` (the data ends early),
+          ``corrupt`` (malformed data), ``too_large`` (over ``max_pixels``)
+          and ``io`` (a path that cannot be read).
 
         All pixels live in one buffer allocated by Rust and shared with pyarrow
         and numpy without a copy.
     """
-    if isinstance(hashes, str):
-        hashes = (hashes,)
-    unknown = [h for h in hashes if h not in HASHES]
-    if unknown:
-        raise ValueError(f"unknown hashes {unknown}; choose from {HASHES}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if filter not in FILTERS:
-        raise ValueError(f"filter must be one of {FILTERS}, got {filter!r}")
+    decode = _resolve(options, kwargs)
     if num_threads is not None and num_threads < 1:
         raise ValueError("num_threads must be at least 1")
-    if len(background) != 3 or not all(0 <= int(c) <= 255 for c in background):
-        raise ValueError(f"background must be three values in 0..255, got {background!r}")
-    out_size = _normalise_size(size)
     kind, data = _as_input(images, column)
-    options = {
-        "size": out_size,
-        "mode": mode,
-        "resize_shorter": resize_shorter,
-        "filter": filter,
-        "apply_orientation": apply_orientation,
-        "reduced_decode": reduced_decode,
-        "background": tuple(int(c) for c in background),
-        "max_pixels": int(max_pixels),
-        "num_threads": num_threads,
-        "seed": int(seed),
-        "scale": (float(scale[0]), float(scale[1])),
-        "ratio": (float(ratio[0]), float(ratio[1])),
-        "flip_p": float(flip_p),
-        "hashes": [str(h) for h in hashes],
-        "output_pixels": bool(pixels),
-    }
+    core = decode.to_core()
     if kind == "arrow":
-        return _core.decode_arrow(data, **options)
+        return _core.decode_arrow(data, core, num_threads)
     if kind == "paths":
-        return _core.decode_paths(data, **options)
-    return _core.decode_bytes(data, **options)
+        return _core.decode_paths(data, core, num_threads)
+    return _core.decode_bytes(data, core, num_threads)
 
 
 def pixels_to_numpy(batch: Any, column: str = "pixels") -> np.ndarray:
@@ -215,26 +203,49 @@ def pixels_to_numpy(batch: Any, column: str = "pixels") -> np.ndarray:
 
 
 def hash_images(
-    images: Any, hashes: Sequence[str] = ("xxh3", "pdq"), **options: Any
+    images: Any,
+    hashes: Sequence[str] | None = None,
+    *,
+    options: DecodeOptions | None = None,
+    num_threads: int | None = None,
+    **kwargs: Any,
 ) -> pa.RecordBatch:
     """Hashes many images without producing pixels: :func:`decode_images`
-    with ``pixels=False``. Columns: the metadata columns plus one per hash."""
-    return decode_images(images, hashes=hashes, pixels=False, **options)
+    with ``pixels=False``. Columns: the metadata columns plus one per hash.
+
+    ``hashes`` defaults to ``options.hashes`` when that is set, else
+    ``("xxh3", "pdq")``."""
+    if "pixels" in kwargs:
+        raise TypeError("hash_images never produces pixels; use decode_images")
+    base = _resolve(options, kwargs)
+    if hashes is None:
+        hashes = base.hashes or ("xxh3", "pdq")
+    return decode_images(
+        images, options=base.replace(hashes=hashes, pixels=False), num_threads=num_threads
+    )
 
 
 def decode_image(
-    data: bytes | bytearray | memoryview | str | os.PathLike, **options: Any
+    data: bytes | bytearray | memoryview | str | os.PathLike,
+    *,
+    options: DecodeOptions | None = None,
+    num_threads: int | None = None,
+    **kwargs: Any,
 ) -> np.ndarray:
     """Decode one image (bytes or a path) to an ``[H, W, 3]`` uint8 array.
 
-    Takes the same keyword options as :func:`decode_images`; raises
-    :class:`DecodeError` with the reason when the image cannot be decoded.
+    Takes the same options as :func:`decode_images`; raises
+    :class:`~fastprep.DecodeError` with the reason when the image cannot be
+    decoded (its ``kind`` attribute holds the ``error_kind``).
     """
-    batch = decode_images([data], **options)
+    decode = _resolve(options, kwargs)
+    batch = decode_images([data], options=decode, num_threads=num_threads)
     error = batch.column("error")[0].as_py()
     if error is not None:
-        raise DecodeError(error)
-    if options.get("size") is not None:
+        exc = DecodeError(error)
+        exc.kind = batch.column("error_kind")[0].as_py()
+        raise exc
+    if decode.output_size() is not None:
         return pixels_to_numpy(batch)[0]
     height = batch.column("height")[0].as_py()
     width = batch.column("width")[0].as_py()

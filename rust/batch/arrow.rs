@@ -9,7 +9,7 @@ use arrow_array::{
     UInt64Array, UInt8Array,
 };
 
-use crate::image::{HashRequest, ImageHashes};
+use crate::image::{DecodeError, HashRequest, ImageHashes};
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema};
 
@@ -36,7 +36,8 @@ pub struct RecordMeta {
     pub orientation: Option<u8>,
     /// (width, height) of the output pixels; `None` when the record failed.
     pub output_size: Option<(u32, u32)>,
-    pub error: Option<String>,
+    /// Why the record failed; becomes the `error` text and `error_kind`.
+    pub error: Option<DecodeError>,
     pub hashes: ImageHashes,
 }
 
@@ -160,10 +161,12 @@ pub fn build_record_batch(
     };
     let mut format = StringBuilder::new();
     let mut error = StringBuilder::new();
+    let mut error_kind = StringBuilder::new();
     let mut orientation = UInt8Builder::with_capacity(records.len());
     for r in &records {
         format.append_option(r.format);
-        error.append_option(r.error.as_deref());
+        error.append_option(r.error.as_ref().map(|e| e.to_string()));
+        error_kind.append_option(r.error.as_ref().map(DecodeError::kind));
         orientation.append_option(r.orientation);
     }
     let mut columns: Vec<(Field, ArrayRef)> = Vec::new();
@@ -199,6 +202,10 @@ pub fn build_record_batch(
         (
             Field::new("error", DataType::Utf8, true),
             Arc::new(error.finish()),
+        ),
+        (
+            Field::new("error_kind", DataType::Utf8, true),
+            Arc::new(error_kind.finish()),
         ),
     ]);
     columns.extend(hash_columns(&records, hashes));

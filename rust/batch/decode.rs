@@ -39,7 +39,7 @@ fn meta<T>(decoded: &Decoded<T>, output: Option<(u32, u32)>) -> RecordMeta {
         source_size: decoded.source_size,
         orientation: decoded.source_size.map(|_| decoded.orientation.value()),
         output_size: decoded.result.as_ref().ok().and(output),
-        error: decoded.result.as_ref().err().map(|e| e.to_string()),
+        error: decoded.result.as_ref().err().cloned(),
         hashes: decoded.hashes.clone(),
     }
 }
@@ -76,7 +76,7 @@ fn decode_record(
 }
 
 /// Decodes every record of `source` on the current rayon pool (see
-/// [`super::run_in_pool`]). Output order is input order, and results do not
+/// [`crate::pool::run_in_pool`]). Output order is input order, and results do not
 /// depend on the number of threads.
 pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> DecodedBatch {
     let n = source.len();
@@ -169,8 +169,9 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{run_in_pool, BytesSource};
+    use crate::batch::BytesSource;
     use crate::image::Geometry;
+    use crate::pool::run_in_pool;
 
     /// A valid 1x1 BMP (24-bit, white).
     fn white_bmp() -> Vec<u8> {
@@ -208,7 +209,26 @@ mod tests {
             ..Default::default()
         };
         let batch = run_in_pool(Some(2), || decode_batch(&source, &options));
-        let errors: Vec<_> = batch.records.iter().map(|r| r.error.clone()).collect();
+        let errors: Vec<_> = batch
+            .records
+            .iter()
+            .map(|r| r.error.as_ref().map(|e| e.to_string()))
+            .collect();
+        let kinds: Vec<_> = batch
+            .records
+            .iter()
+            .map(|r| r.error.as_ref().map(DecodeError::kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                None,
+                Some("empty"),
+                Some("unsupported_format"),
+                Some("empty"),
+                None
+            ]
+        );
         assert_eq!(errors[0], None);
         assert_eq!(errors[1].as_deref(), Some("null input"));
         assert_eq!(errors[2].as_deref(), Some("unsupported format"));

@@ -3,10 +3,10 @@
 
 mod arrow;
 mod decode;
+mod encode;
 mod memory;
-mod pool;
 mod source;
 
 pub use decode::{decode_batch, DecodedBatch};
-pub use pool::{default_threads, run_in_pool, THREADS_ENV};
+pub use encode::encode_batch;
 pub use source::{BytesSource, PathSource, RecordSource};

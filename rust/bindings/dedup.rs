@@ -10,8 +10,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_arrow::{PyChunkedArray, PyRecordBatch};
 
-use crate::batch::run_in_pool;
 use crate::dedup::{clusters, keepers, search_pairs, search_query, HashSet, Pair};
+use crate::pool::run_in_pool;
 
 /// Hashes from an Arrow column without nulls: fixed_size_binary (8, 16, 24
 /// or 32 bytes) or 64-bit integers.
@@ -28,7 +28,7 @@ fn hash_set(array: &PyChunkedArray) -> PyResult<HashSet> {
                 let width = *width as usize;
                 let mut bytes = Vec::with_capacity(fsb.len() * width);
                 (0..fsb.len()).for_each(|i| bytes.extend_from_slice(fsb.value(i)));
-                let set = HashSet::from_bytes(&bytes, width).map_err(PyValueError::new_err)?;
+                let set = HashSet::from_bytes(&bytes, width)?;
                 (set.words, set.data)
             }
             DataType::UInt64 => (1, chunk.as_primitive::<UInt64Type>().values().to_vec()),
@@ -100,9 +100,7 @@ fn query_pairs<'py>(
     num_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (q, r) = (hash_set(&queries)?, hash_set(&reference)?);
-    let pairs = py
-        .detach(|| run_in_pool(num_threads, || search_query(&q, &r, radius)))
-        .map_err(PyValueError::new_err)?;
+    let pairs = py.detach(|| run_in_pool(num_threads, || search_query(&q, &r, radius)))?;
     PyRecordBatch::new(pairs_batch(pairs, ("query", "reference"))?).into_pyarrow(py)
 }
 

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{Array, ArrayRef, BooleanArray, Int32Array, ListArray, RecordBatch};
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema};
@@ -10,15 +9,14 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3_arrow::{PyArray, PyChunkedArray, PyRecordBatch};
-use rayon::prelude::*;
 
 use super::arrow_input::byte_slices;
-use crate::batch::run_in_pool;
 use crate::hashtags::PairCounts;
 use crate::hashtags::{
-    count_parallel, extract_spans, label_parallel, normalize_tag, Normalizer, TagCount, TagCounts,
+    count_parallel, extract_lists, label_parallel, normalize_tag, Normalizer, TagCount, TagCounts,
     Vocabulary,
 };
+use crate::pool::run_in_pool;
 
 /// Synonym map and stop-list applied after key normalisation.
 #[pyclass(name = "HashtagNormalizer", module = "fastprep._core", frozen)]
@@ -98,51 +96,7 @@ fn extract_hashtags<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let texts = byte_slices(captions.chunks())?;
     let normalizer: Option<&Normalizer> = normalizer.as_ref().map(|n| &n.inner);
-    let list = py.detach(|| {
-        run_in_pool(num_threads, || {
-            let parts: Vec<(Vec<Option<Vec<String>>>,)> = texts
-                .par_chunks(4096)
-                .map(|chunk| {
-                    let mut scratch = String::new();
-                    let rows = chunk
-                        .iter()
-                        .map(|text| {
-                            text.map(|text| {
-                                let mut tags = Vec::new();
-                                extract_spans(text, |s, e| {
-                                    let tag = std::str::from_utf8(&text[s..e]).unwrap_or_default();
-                                    match normalizer {
-                                        None => tags.push(tag.to_string()),
-                                        Some(n) => {
-                                            normalize_tag(tag, &mut scratch);
-                                            if let Some(key) = n.resolve(&scratch) {
-                                                tags.push(key.to_string());
-                                            }
-                                        }
-                                    }
-                                });
-                                tags
-                            })
-                        })
-                        .collect();
-                    (rows,)
-                })
-                .collect();
-            let mut builder = ListBuilder::new(StringBuilder::new());
-            for (rows,) in parts {
-                for row in rows {
-                    match row {
-                        Some(tags) => {
-                            tags.iter().for_each(|t| builder.values().append_value(t));
-                            builder.append(true);
-                        }
-                        None => builder.append(false),
-                    }
-                }
-            }
-            builder.finish()
-        })
-    });
+    let list = py.detach(|| run_in_pool(num_threads, || extract_lists(&texts, normalizer)));
     let exported = PyArray::from_array_ref(Arc::new(list)).into_pyobject(py)?;
     py.import("pyarrow")?.getattr("array")?.call1((exported,))
 }
@@ -193,7 +147,7 @@ impl PyCounts {
     fn from_bytes(data: &[u8]) -> PyResult<PyCounts> {
         TagCounts::from_bytes(data)
             .map(|inner| PyCounts { inner })
-            .map_err(PyValueError::new_err)
+            .map_err(PyErr::from)
     }
 
     fn __reduce__<'py>(
@@ -318,7 +272,7 @@ impl PyVocabulary {
     fn from_json(text: &str) -> PyResult<PyVocabulary> {
         Vocabulary::from_json(text)
             .map(|inner| PyVocabulary { inner })
-            .map_err(PyValueError::new_err)
+            .map_err(PyErr::from)
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {

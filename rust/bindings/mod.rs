@@ -4,15 +4,18 @@
 
 mod arrow_input;
 mod dedup;
+mod error;
 mod hashtags;
 mod images;
+mod options;
+mod sharded;
 
 use pyo3::prelude::*;
 
 /// Default number of Rust threads (`$FASTPREP_NUM_THREADS` or usable CPUs).
 #[pyfunction]
 fn default_num_threads() -> usize {
-    crate::batch::default_threads()
+    crate::pool::default_threads()
 }
 
 #[pymodule]
@@ -22,5 +25,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     images::register(m)?;
     hashtags::register(m)?;
     dedup::register(m)?;
+    sharded::register(m)?;
     Ok(())
 }

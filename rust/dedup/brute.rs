@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::hashes::{distance, HashSet};
-use super::mih::Pair;
+use super::pair::Pair;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]

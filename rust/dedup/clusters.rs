@@ -1,6 +1,6 @@
 //! Dedup decisions: union-find over matched pairs, one keeper per cluster.
 
-use super::mih::Pair;
+use super::pair::Pair;
 
 /// Cluster of each record: the smallest record index in its component.
 #[derive(Clone, Debug, PartialEq, Eq)]

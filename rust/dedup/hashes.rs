@@ -1,5 +1,7 @@
 //! A column of fixed-width binary hashes (64 or 256 bits), as u64 words.
 
+use crate::error::CoreError;
+
 /// `n` hashes of `words` u64 each, stored contiguously. Bit order is the
 /// hash's big-endian byte order (word 0 holds the first eight bytes), which
 /// keeps Hamming distances and 16-bit slots consistent for any width.
@@ -18,14 +20,16 @@ impl HashSet {
     }
 
     /// From concatenated big-endian hashes of `bytes_per_hash` bytes (8 or 32).
-    pub fn from_bytes(bytes: &[u8], bytes_per_hash: usize) -> Result<HashSet, String> {
+    pub fn from_bytes(bytes: &[u8], bytes_per_hash: usize) -> Result<HashSet, CoreError> {
         if bytes_per_hash == 0 || bytes_per_hash % 8 != 0 {
-            return Err(format!(
+            return Err(CoreError::InvalidArgument(format!(
                 "hash width must be a multiple of 8 bytes, got {bytes_per_hash}"
-            ));
+            )));
         }
         if bytes.len() % bytes_per_hash != 0 {
-            return Err("hash data is not a whole number of hashes".into());
+            return Err(CoreError::InvalidData(
+                "hash data is not a whole number of hashes".into(),
+            ));
         }
         let data = bytes
             .chunks_exact(8)

@@ -1,24 +1,17 @@
 //! Exact radius search by multi-index hashing (Norouzi et al.; Meta's PDQ
-//! index uses the same 16-bit slots). A hash of `m` 16-bit slots within
-//! distance `r` of another agrees with it to within `t = r / m` bits on at
-//! least one slot (pigeonhole), so probing every slot's table for all values
-//! within `t` bits finds every pair; each candidate is then checked on the
-//! full hash. A pair is reported only from the first slot that finds it, so
-//! results are exact and never duplicated. When probing would cost more than
-//! comparing everything, the brute-force path runs instead.
+//! index uses the same 16-bit slots). Every slot's table is probed for all
+//! values within `t` bits ([`super::pigeonhole`]); each candidate is then
+//! checked on the full hash, and reported only from the first slot within
+//! `t` bits, so results are exact and never duplicated. When probing would
+//! cost more than comparing everything, the brute-force path runs instead.
 
 use rayon::prelude::*;
 
 use super::brute::{brute_pairs, brute_query};
 use super::hashes::{distance, HashSet};
-
-/// A match: `a` and `b` index the inputs; `distance` is the Hamming distance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Pair {
-    pub a: u32,
-    pub b: u32,
-    pub distance: u32,
-}
+use super::pair::Pair;
+use super::pigeonhole::SlotPlan;
+use crate::error::CoreError;
 
 /// One table per 16-bit slot: ids grouped by slot value (CSR layout).
 struct Index {
@@ -65,9 +58,13 @@ impl Index {
     }
 }
 
-/// All 16-bit masks with at most `t` bits set.
-fn probe_masks(t: u32) -> Vec<u16> {
-    (0..=u16::MAX).filter(|m| m.count_ones() <= t).collect()
+/// The 16-bit probe masks of `plan`.
+fn masks16(plan: &SlotPlan) -> Vec<u16> {
+    // 16-bit slots never exceed the mask limit (2^16 masks at most); all
+    // masks would still be a correct, if slower, probe set.
+    plan.masks()
+        .map(|m| m.into_iter().map(|m| m as u16).collect())
+        .unwrap_or_else(|_| (0..=u16::MAX).collect())
 }
 
 /// Whether multi-index probing beats brute force for these sizes.
@@ -80,7 +77,7 @@ struct Search<'a> {
     index: &'a Index,
     reference: &'a HashSet,
     masks: &'a [u16],
-    t: u32,
+    plan: SlotPlan,
     radius: u32,
 }
 
@@ -102,11 +99,10 @@ impl Search<'_> {
                     if only_after.is_some_and(|a| j <= a) {
                         continue;
                     }
-                    // Reported from the first slot within `t` bits only.
-                    let earlier = (0..s).any(|e| {
-                        (query.slot(q, e) ^ self.reference.slot(j, e)).count_ones() <= self.t
+                    let first = self.plan.reports_at(s, |e| {
+                        (query.slot(q, e) ^ self.reference.slot(j, e)).count_ones()
                     });
-                    if earlier {
+                    if !first {
                         continue;
                     }
                     let d = distance(qh, self.reference.get(j));
@@ -144,23 +140,22 @@ impl Search<'_> {
     }
 }
 
-fn check_widths(a: &HashSet, b: &HashSet) -> Result<(), String> {
+fn check_widths(a: &HashSet, b: &HashSet) -> Result<(), CoreError> {
     if a.words != b.words {
-        return Err(format!(
+        return Err(CoreError::InvalidArgument(format!(
             "hash widths differ: {} and {} bits",
             a.bits(),
             b.bits()
-        ));
+        )));
     }
     Ok(())
 }
 
 /// All pairs `a < b` of `set` within `radius`, sorted.
 pub fn search_pairs(set: &HashSet, radius: u32) -> Vec<Pair> {
-    let slots = set.words * 4;
-    let t = radius / slots as u32;
-    let masks = probe_masks(t);
-    if !probing_pays(set.len(), set.len() / 2, slots, masks.len()) {
+    let plan = SlotPlan::sixteen(set.words, radius);
+    let masks = masks16(&plan);
+    if !probing_pays(set.len(), set.len() / 2, plan.slots, masks.len()) {
         return brute_pairs(set, radius);
     }
     let index = Index::build(set);
@@ -168,7 +163,7 @@ pub fn search_pairs(set: &HashSet, radius: u32) -> Vec<Pair> {
         index: &index,
         reference: set,
         masks: &masks,
-        t,
+        plan,
         radius,
     };
     let mut pairs: Vec<Pair> = (0..set.len())
@@ -188,12 +183,11 @@ pub fn search_query(
     queries: &HashSet,
     reference: &HashSet,
     radius: u32,
-) -> Result<Vec<Pair>, String> {
+) -> Result<Vec<Pair>, CoreError> {
     check_widths(queries, reference)?;
-    let slots = reference.words * 4;
-    let t = radius / slots as u32;
-    let masks = probe_masks(t);
-    if !probing_pays(queries.len(), reference.len(), slots, masks.len()) {
+    let plan = SlotPlan::sixteen(reference.words, radius);
+    let masks = masks16(&plan);
+    if !probing_pays(queries.len(), reference.len(), plan.slots, masks.len()) {
         return Ok(brute_query(queries, reference, radius));
     }
     let index = Index::build(reference);
@@ -201,7 +195,7 @@ pub fn search_query(
         index: &index,
         reference,
         masks: &masks,
-        t,
+        plan,
         radius,
     };
     let mut pairs: Vec<Pair> = (0..queries.len())

@@ -4,8 +4,13 @@ mod brute;
 mod clusters;
 mod hashes;
 mod mih;
+mod pair;
+mod pigeonhole;
+pub mod sharded;
 
 pub use brute::{brute_pairs, brute_query};
 pub use clusters::{clusters, keepers, Clusters};
 pub use hashes::HashSet;
-pub use mih::{search_pairs, search_query, Pair};
+pub use mih::{search_pairs, search_query};
+pub use pair::Pair;
+pub use pigeonhole::{probe_masks, SlotPlan};

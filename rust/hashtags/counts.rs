@@ -9,6 +9,7 @@ use std::hash::BuildHasher;
 
 use super::extract::extract_spans;
 use super::normalize::{normalize_tag, Normalizer};
+use crate::error::CoreError;
 
 /// Counts for one key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -226,10 +227,12 @@ impl TagCounts {
         out
     }
 
-    pub fn from_bytes(data: &[u8]) -> Result<TagCounts, String> {
+    pub fn from_bytes(data: &[u8]) -> Result<TagCounts, CoreError> {
         let mut reader = Reader { data, pos: 0 };
         if reader.take(MAGIC.len())? != MAGIC {
-            return Err("not a fastprep hashtag-count blob (bad magic or version)".into());
+            return Err(CoreError::InvalidData(
+                "not a fastprep hashtag-count blob (bad magic or version)".into(),
+            ));
         }
         let mut counts = TagCounts {
             captions: reader.u64()?,
@@ -244,8 +247,8 @@ impl TagCounts {
         counts.keys.reserve(n.min(plausible) as usize);
         for _ in 0..n {
             let len = u32::from_le_bytes(reader.take(4)?.try_into().unwrap_or_default()) as usize;
-            let key =
-                std::str::from_utf8(reader.take(len)?).map_err(|e| format!("bad key: {e}"))?;
+            let key = std::str::from_utf8(reader.take(len)?)
+                .map_err(|e| CoreError::InvalidData(format!("bad key: {e}")))?;
             let occurrences = reader.u64()?;
             let images = reader.u64()?;
             counts.insert(
@@ -257,7 +260,9 @@ impl TagCounts {
             );
         }
         if reader.pos != data.len() {
-            return Err("trailing bytes after hashtag counts".into());
+            return Err(CoreError::InvalidData(
+                "trailing bytes after hashtag counts".into(),
+            ));
         }
         Ok(counts)
     }
@@ -271,18 +276,18 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CoreError> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.data.len())
-            .ok_or("truncated hashtag counts")?;
+            .ok_or_else(|| CoreError::InvalidData("truncated hashtag counts".into()))?;
         let out = &self.data[self.pos..end];
         self.pos = end;
         Ok(out)
     }
 
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, CoreError> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().unwrap_or_default(),
         ))

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::counts::TagCounts;
 use super::normalize::Normalizer;
+use crate::error::CoreError;
 
 /// A label vocabulary. Ids are positions in `tags`; the normaliser travels
 /// with it so training and preprocessing label captions the same way.
@@ -77,18 +78,22 @@ impl Vocabulary {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    pub fn from_json(text: &str) -> Result<Vocabulary, String> {
+    pub fn from_json(text: &str) -> Result<Vocabulary, CoreError> {
+        let bad = |text: String| CoreError::InvalidData(text);
         let mut vocab: Vocabulary =
-            serde_json::from_str(text).map_err(|e| format!("invalid vocabulary: {e}"))?;
+            serde_json::from_str(text).map_err(|e| bad(format!("invalid vocabulary: {e}")))?;
         if vocab.format != VOCAB_FORMAT {
-            return Err(format!("unsupported vocabulary format {:?}", vocab.format));
+            return Err(bad(format!(
+                "unsupported vocabulary format {:?}",
+                vocab.format
+            )));
         }
         if vocab.images.len() != vocab.tags.len() || vocab.occurrences.len() != vocab.tags.len() {
-            return Err("vocabulary columns differ in length".into());
+            return Err(bad("vocabulary columns differ in length".into()));
         }
         vocab.rebuild_index();
         if vocab.index.len() != vocab.tags.len() {
-            return Err("vocabulary has duplicate tags".into());
+            return Err(bad("vocabulary has duplicate tags".into()));
         }
         Ok(vocab)
     }

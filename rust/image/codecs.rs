@@ -91,8 +91,8 @@ impl Opened<'_> {
         pillow_view: bool,
     ) -> Result<(RgbImage, Option<RgbImage>), DecodeError> {
         let color = self.decoder.color_type();
-        let size = usize::try_from(self.decoder.total_bytes())
-            .map_err(|_| DecodeError::Internal("image does not fit in memory".into()))?;
+        let size =
+            usize::try_from(self.decoder.total_bytes()).map_err(|_| DecodeError::OutOfMemory)?;
         let mut buf = vec![0u8; size];
         let format = self.format;
         self.decoder
@@ -116,7 +116,7 @@ impl Opened<'_> {
                 (rgb_from_16bit(&samples, channels, background), pillow)
             }
             other => {
-                return Err(DecodeError::Corrupt {
+                return Err(DecodeError::Unsupported {
                     format: label(format),
                     detail: format!("unsupported colour type {other:?}"),
                 })

@@ -6,7 +6,28 @@ use std::ffi::CStr;
 
 use turbojpeg_sys as tj;
 
-use super::error::DecodeError;
+use crate::error::CoreError;
+
+/// Why a frame could not be encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The pixel buffer does not hold `width` x `height` RGB8 pixels.
+    SizeMismatch,
+    /// The codec library refused (out of memory, or a limit such as WebP's
+    /// 16383-pixel sides).
+    Codec(String),
+}
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EncodeError::SizeMismatch => write!(f, "pixel buffer does not match its size"),
+            EncodeError::Codec(detail) => f.write_str(detail),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
 
 struct Compressor(tj::tjhandle);
 
@@ -18,11 +39,9 @@ impl Drop for Compressor {
 }
 
 /// Every encoder takes packed RGB8 of exactly `width` x `height` pixels.
-fn check_rgb(rgb: &[u8], width: u32, height: u32) -> Result<(), DecodeError> {
+fn check_rgb(rgb: &[u8], width: u32, height: u32) -> Result<(), EncodeError> {
     if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
-        return Err(DecodeError::Internal(
-            "pixel buffer does not match its size".into(),
-        ));
+        return Err(EncodeError::SizeMismatch);
     }
     Ok(())
 }
@@ -33,14 +52,12 @@ pub fn encode_jpeg(
     width: u32,
     height: u32,
     quality: u8,
-) -> Result<Vec<u8>, DecodeError> {
+) -> Result<Vec<u8>, EncodeError> {
     check_rgb(rgb, width, height)?;
     // SAFETY: plain constructor; null means out of memory.
     let handle = Compressor(unsafe { tj::tj3Init(tj::TJINIT_TJINIT_COMPRESS as i32) });
     if handle.0.is_null() {
-        return Err(DecodeError::Internal(
-            "cannot create a JPEG compressor".into(),
-        ));
+        return Err(EncodeError::Codec("cannot create a JPEG compressor".into()));
     }
     let mut out: *mut u8 = std::ptr::null_mut();
     let mut size: tj::size_t = 0;
@@ -69,7 +86,7 @@ pub fn encode_jpeg(
                 .to_string_lossy()
                 .into_owned();
             tj::tj3Free(out.cast());
-            return Err(DecodeError::Internal(format!(
+            return Err(EncodeError::Codec(format!(
                 "JPEG encoding failed: {message}"
             )));
         }
@@ -85,23 +102,23 @@ pub fn encode_webp(
     width: u32,
     height: u32,
     quality: u8,
-) -> Result<Vec<u8>, DecodeError> {
+) -> Result<Vec<u8>, EncodeError> {
     check_rgb(rgb, width, height)?;
     webp::Encoder::from_rgb(rgb, width, height)
         .encode_simple(false, f32::from(quality.clamp(1, 100)))
         .map(|memory| memory.to_vec())
-        .map_err(|e| DecodeError::Internal(format!("WebP encoding failed: {e:?}")))
+        .map_err(|e| EncodeError::Codec(format!("WebP encoding failed: {e:?}")))
 }
 
 /// Encodes packed RGB8 as a lossless PNG (the `png` crate through `image`).
-pub fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, DecodeError> {
+pub fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, EncodeError> {
     use image::ImageEncoder;
 
     check_rgb(rgb, width, height)?;
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(rgb, width, height, image::ExtendedColorType::Rgb8)
-        .map_err(|e| DecodeError::Internal(format!("PNG encoding failed: {e}")))?;
+        .map_err(|e| EncodeError::Codec(format!("PNG encoding failed: {e}")))?;
     Ok(out)
 }
 
@@ -114,6 +131,19 @@ pub enum EncodeFormat {
     Png,
 }
 
+impl EncodeFormat {
+    pub fn from_name(name: &str) -> Result<EncodeFormat, CoreError> {
+        match name {
+            "jpeg" => Ok(EncodeFormat::Jpeg),
+            "webp" => Ok(EncodeFormat::Webp),
+            "png" => Ok(EncodeFormat::Png),
+            other => Err(CoreError::InvalidArgument(format!(
+                "format must be 'jpeg', 'webp' or 'png', got {other:?}"
+            ))),
+        }
+    }
+}
+
 /// Encodes packed RGB8 in `format` at `quality` (1-100).
 pub fn encode(
     rgb: &[u8],
@@ -121,7 +151,7 @@ pub fn encode(
     height: u32,
     format: EncodeFormat,
     quality: u8,
-) -> Result<Vec<u8>, DecodeError> {
+) -> Result<Vec<u8>, EncodeError> {
     match format {
         EncodeFormat::Jpeg => encode_jpeg(rgb, width, height, quality),
         EncodeFormat::Webp => encode_webp(rgb, width, height, quality),
@@ -164,7 +194,10 @@ mod tests {
         assert!(!jpeg.windows(4).any(|x| x == b"Exif"), "no EXIF block");
         let err = decoded_error(&jpeg, &rgb);
         assert!(err < 3.0, "mean error {err}");
-        assert!(encode_jpeg(&rgb, W + 1, H, 90).is_err());
+        assert_eq!(
+            encode_jpeg(&rgb, W + 1, H, 90),
+            Err(EncodeError::SizeMismatch)
+        );
     }
 
     #[test]

@@ -1,18 +1,39 @@
 //! Per-record decode errors. Their `Display` text is the reason string users
-//! see in the `error` column, so it must be short, specific and stable.
+//! see in the `error` column, so it must be short, specific and stable; their
+//! [`DecodeError::kind`] is the machine-readable `error_kind` column, stable
+//! across releases so callers can branch on it instead of parsing text.
 
 use std::fmt;
+
+/// Every value [`DecodeError::kind`] can return, in a fixed order.
+pub const ERROR_KINDS: [&str; 7] = [
+    "empty",
+    "unsupported_format",
+    "unsupported",
+    "truncated",
+    "corrupt",
+    "too_large",
+    "io",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DecodeError {
     Empty,
     Null,
     UnsupportedFormat,
+    /// A known format using a feature we do not decode (12-bit JPEG, an odd
+    /// colour type): the file may well be valid.
+    Unsupported {
+        format: &'static str,
+        detail: String,
+    },
     TooLarge {
         width: u64,
         height: u64,
         limit: u64,
     },
+    /// The pixels would not fit in this process's address space.
+    OutOfMemory,
     Truncated(&'static str),
     Corrupt {
         format: &'static str,
@@ -22,12 +43,35 @@ pub enum DecodeError {
     Internal(String),
 }
 
+impl DecodeError {
+    /// The stable category, one of [`ERROR_KINDS`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            // Null and empty both mean "no bytes to decode".
+            DecodeError::Empty | DecodeError::Null => "empty",
+            DecodeError::UnsupportedFormat => "unsupported_format",
+            DecodeError::Unsupported { .. } => "unsupported",
+            DecodeError::Truncated(_) => "truncated",
+            DecodeError::TooLarge { .. } | DecodeError::OutOfMemory => "too_large",
+            DecodeError::Io(_) => "io",
+            // A decoder panic or failed library call on this record: retrying
+            // will not help, so callers treat it like unreadable data. The text
+            // ("internal error: ...") still tells the two apart.
+            DecodeError::Corrupt { .. } | DecodeError::Internal(_) => "corrupt",
+        }
+    }
+}
+
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Empty => write!(f, "empty input"),
             DecodeError::Null => write!(f, "null input"),
             DecodeError::UnsupportedFormat => write!(f, "unsupported format"),
+            // Worded as before the kind existed: the `error` text is stable.
+            DecodeError::Unsupported { format, detail } => {
+                write!(f, "corrupt {format}: {detail}")
+            }
             DecodeError::TooLarge {
                 width,
                 height,
@@ -37,6 +81,7 @@ impl fmt::Display for DecodeError {
                 "image too large: {width}x{height} ({} pixels, limit {limit})",
                 width * height
             ),
+            DecodeError::OutOfMemory => write!(f, "internal error: image does not fit in memory"),
             DecodeError::Truncated(format) => write!(f, "truncated {format}"),
             DecodeError::Corrupt { format, detail } => write!(f, "corrupt {format}: {detail}"),
             DecodeError::Io(detail) => write!(f, "io error: {detail}"),
@@ -64,4 +109,84 @@ pub fn check_pixel_limit(width: u32, height: u32, limit: u64) -> Result<(), Deco
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{decode, ImageOptions};
+
+    fn kind_of(data: &[u8], options: &ImageOptions) -> &'static str {
+        decode(data, options, 0).result.unwrap_err().kind()
+    }
+
+    /// A real 32x24 JPEG (a gradient), from the crate's own encoder.
+    fn jpeg() -> Vec<u8> {
+        let rgb: Vec<u8> = (0..32 * 24 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        crate::image::encode_jpeg(&rgb, 32, 24, 90).unwrap()
+    }
+
+    #[test]
+    fn every_kind_is_listed() {
+        let all = [
+            DecodeError::Empty,
+            DecodeError::Null,
+            DecodeError::UnsupportedFormat,
+            DecodeError::Unsupported {
+                format: "JPEG",
+                detail: "x".into(),
+            },
+            DecodeError::TooLarge {
+                width: 2,
+                height: 2,
+                limit: 1,
+            },
+            DecodeError::OutOfMemory,
+            DecodeError::Truncated("PNG"),
+            DecodeError::Corrupt {
+                format: "PNG",
+                detail: "x".into(),
+            },
+            DecodeError::Io("x".into()),
+            DecodeError::Internal("x".into()),
+        ];
+        for e in &all {
+            assert!(ERROR_KINDS.contains(&e.kind()), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn kinds_of_bad_inputs() {
+        let options = ImageOptions::default();
+        assert_eq!(kind_of(b"", &options), "empty");
+        assert_eq!(
+            kind_of(b"not an image at all", &options),
+            "unsupported_format"
+        );
+        let jpeg = jpeg();
+        assert!(decode(&jpeg, &options, 0).result.is_ok());
+        // Cut inside the entropy-coded scan, past the tables.
+        assert_eq!(kind_of(&jpeg[..jpeg.len() - 40], &options), "truncated");
+        let small = ImageOptions {
+            max_pixels: 10,
+            ..Default::default()
+        };
+        assert_eq!(kind_of(&jpeg, &small), "too_large");
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend_from_slice(b"garbage garbage garbage garbage");
+        assert_eq!(kind_of(&png, &options), "corrupt");
+    }
+
+    #[test]
+    fn text_is_unchanged_by_the_kind() {
+        let e = DecodeError::Unsupported {
+            format: "JPEG",
+            detail: "unsupported 12-bit sample precision".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "corrupt JPEG: unsupported 12-bit sample precision"
+        );
+        assert_eq!(e.kind(), "unsupported");
+    }
 }

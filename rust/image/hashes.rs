@@ -2,7 +2,20 @@
 //! themselves live in `crate::hashing`; this wires them into the decode pass.
 
 use super::pixels::RgbImage;
+use crate::error::CoreError;
 use crate::hashing::{self, Pdq256};
+
+/// Hash names callers may ask for, in the order their columns appear.
+pub const HASHES: [&str; 8] = [
+    "xxh3",
+    "blake3",
+    "pixels",
+    "ahash",
+    "dhash",
+    "phash",
+    "pdq",
+    "pdq_dihedral",
+];
 
 /// The hashes to compute for every record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,7 +40,9 @@ pub struct HashRequest {
 }
 
 impl HashRequest {
-    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<HashRequest, String> {
+    pub fn from_names<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashRequest, CoreError> {
         let mut r = HashRequest::default();
         for name in names {
             match name {
@@ -39,7 +54,12 @@ impl HashRequest {
                 "phash" => r.phash = true,
                 "pdq" => r.pdq = true,
                 "pdq_dihedral" => r.pdq_dihedral = true,
-                other => return Err(format!("unknown hash {other:?}")),
+                other => {
+                    return Err(CoreError::Unknown {
+                        what: "hash",
+                        name: other.into(),
+                    })
+                }
             }
         }
         Ok(r)

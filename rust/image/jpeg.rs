@@ -119,7 +119,7 @@ pub fn read_header(data: &[u8]) -> Result<JpegHeader, DecodeError> {
         let get = |param: tj::TJPARAM| unsafe { tj::tj3Get(handle, param as i32) };
         let precision = get(tj::TJPARAM_TJPARAM_PRECISION);
         if precision != 8 {
-            return Err(DecodeError::Corrupt {
+            return Err(DecodeError::Unsupported {
                 format: "JPEG",
                 detail: format!("unsupported {precision}-bit sample precision"),
             });

@@ -14,11 +14,14 @@ mod pixels;
 mod resize;
 
 pub use decode::{decode, decode_into, probe, Decoded};
-pub use encode::{encode, encode_jpeg, encode_png, encode_webp, EncodeFormat};
-pub use error::DecodeError;
+pub use encode::{encode, encode_jpeg, encode_png, encode_webp, EncodeError, EncodeFormat};
+pub use error::{DecodeError, ERROR_KINDS};
 pub use format::{sniff, Format};
 pub use geometry::{random_resized_crop_box, CropBox};
-pub use hashes::{HashRequest, ImageHashes};
-pub use options::{Filter, Geometry, ImageOptions, DEFAULT_MAX_PIXELS};
+pub use hashes::{HashRequest, ImageHashes, HASHES};
+pub use options::{
+    default_resize_shorter, DecodeOptions, Filter, Geometry, ImageOptions, DEFAULT_MAX_PIXELS,
+    FILTERS, MODES,
+};
 pub use orientation::Orientation;
 pub use pixels::RgbImage;

@@ -1,9 +1,22 @@
 //! What the caller asks for: output geometry, filter and decode switches.
+//!
+//! [`DecodeOptions`] is the request as callers spell it (names, an optional
+//! size); [`DecodeOptions::resolve`] applies the geometry rules once and gives
+//! the [`ImageOptions`] the decoder runs with.
 
 use super::hashes::HashRequest;
+use crate::error::CoreError;
 
 /// Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`).
 pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+
+/// Geometry modes, in documentation order.
+pub const MODES: [&str; 4] = ["center_crop", "resize", "letterbox", "random_resized_crop"];
+
+/// Resampling filter names offered to callers (`area` is an accepted alias of `box`).
+pub const FILTERS: [&str; 6] = [
+    "nearest", "bilinear", "bicubic", "lanczos", "box", "hamming",
+];
 
 /// Resampling filters, named as in Pillow and torchvision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +114,219 @@ impl Default for ImageOptions {
             max_pixels: DEFAULT_MAX_PIXELS,
             hashes: HashRequest::default(),
             output_pixels: true,
+        }
+    }
+}
+
+/// torchvision's evaluation rule: `Resize(256) + CenterCrop(224)`, scaled.
+pub fn default_resize_shorter(height: u32, width: u32) -> u32 {
+    (f64::from(height.max(width)) * 256.0 / 224.0).round() as u32
+}
+
+impl Geometry {
+    /// The geometry `mode` names for an output of `size` (height, width).
+    pub fn from_mode(
+        mode: &str,
+        size: Option<(u32, u32)>,
+        options: &DecodeOptions,
+    ) -> Result<Geometry, CoreError> {
+        if !MODES.contains(&mode) {
+            return Err(CoreError::Unknown {
+                what: "mode",
+                name: mode.into(),
+            });
+        }
+        let Some((height, width)) = size else {
+            return Ok(Geometry::Original);
+        };
+        if height == 0 || width == 0 {
+            return Err(CoreError::InvalidArgument(format!(
+                "size must be positive, got {height}x{width}"
+            )));
+        }
+        Ok(match mode {
+            "center_crop" => {
+                let shorter = options
+                    .resize_shorter
+                    .unwrap_or_else(|| default_resize_shorter(height, width));
+                if shorter < height.max(width) {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "resize_shorter ({shorter}) must be at least the crop size ({height}x{width})"
+                    )));
+                }
+                Geometry::CenterCrop {
+                    height,
+                    width,
+                    shorter,
+                }
+            }
+            "resize" => Geometry::Resize { height, width },
+            "letterbox" => Geometry::Letterbox { height, width },
+            _ => {
+                let ((lo, hi), (rlo, rhi)) = (options.scale, options.ratio);
+                if !(0.0 < lo && lo <= hi && hi <= 1.0 && 0.0 < rlo && rlo <= rhi) {
+                    return Err(CoreError::InvalidArgument(
+                        "scale must be 0 < lo <= hi <= 1 and ratio 0 < lo <= hi".into(),
+                    ));
+                }
+                Geometry::RandomResizedCrop {
+                    height,
+                    width,
+                    scale: options.scale,
+                    ratio: options.ratio,
+                    flip_p: options.flip_p,
+                    seed: options.seed,
+                }
+            }
+        })
+    }
+}
+
+/// A decode request as callers spell it: Python's `fastprep.DecodeOptions`
+/// field for field, with the same defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeOptions {
+    /// Output (height, width); `None` keeps each image's size.
+    pub size: Option<(u32, u32)>,
+    /// One of [`MODES`]; ignored without a size.
+    pub mode: String,
+    /// Shorter side before a centre crop; default [`default_resize_shorter`].
+    pub resize_shorter: Option<u32>,
+    /// One of [`FILTERS`].
+    pub filter: String,
+    pub apply_orientation: bool,
+    pub reduced_decode: bool,
+    pub background: [u8; 3],
+    pub max_pixels: u64,
+    /// Seeds the random crop and flip per record.
+    pub seed: u64,
+    /// Random crop area range, as a fraction of the image.
+    pub scale: (f64, f64),
+    /// Random crop aspect-ratio range.
+    pub ratio: (f64, f64),
+    /// Probability of a horizontal flip after a random crop.
+    pub flip_p: f64,
+    /// Hash names, see [`super::HASHES`].
+    pub hashes: Vec<String>,
+    /// Produce pixels (off: only hashes and metadata).
+    pub pixels: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            size: None,
+            mode: "center_crop".into(),
+            resize_shorter: None,
+            filter: "bilinear".into(),
+            apply_orientation: true,
+            reduced_decode: true,
+            background: [255, 255, 255],
+            max_pixels: DEFAULT_MAX_PIXELS,
+            seed: 0,
+            scale: (0.08, 1.0),
+            ratio: (3.0 / 4.0, 4.0 / 3.0),
+            flip_p: 0.5,
+            hashes: Vec::new(),
+            pixels: true,
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// Checks every rule and gives the options the decoder runs with.
+    pub fn resolve(&self) -> Result<ImageOptions, CoreError> {
+        let filter = Filter::from_name(&self.filter).ok_or_else(|| CoreError::Unknown {
+            what: "filter",
+            name: self.filter.clone(),
+        })?;
+        Ok(ImageOptions {
+            geometry: Geometry::from_mode(&self.mode, self.size, self)?,
+            filter,
+            apply_orientation: self.apply_orientation,
+            reduced_decode: self.reduced_decode,
+            background: self.background,
+            max_pixels: self.max_pixels,
+            hashes: HashRequest::from_names(self.hashes.iter().map(String::as_str))?,
+            output_pixels: self.pixels,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve_to_the_decoder_defaults() {
+        assert_eq!(
+            DecodeOptions::default().resolve(),
+            Ok(ImageOptions::default())
+        );
+    }
+
+    #[test]
+    fn centre_crop_defaults_to_the_torchvision_ratio() {
+        let options = DecodeOptions {
+            size: Some((224, 200)),
+            ..Default::default()
+        };
+        let geometry = options.resolve().map(|o| o.geometry);
+        assert_eq!(
+            geometry,
+            Ok(Geometry::CenterCrop {
+                height: 224,
+                width: 200,
+                shorter: 256
+            })
+        );
+        assert_eq!(default_resize_shorter(32, 32), 37);
+    }
+
+    #[test]
+    fn bad_requests_name_the_problem() {
+        let with = |change: fn(&mut DecodeOptions)| {
+            let mut o = DecodeOptions {
+                size: Some((16, 16)),
+                ..Default::default()
+            };
+            change(&mut o);
+            o.resolve().map(|_| ()).unwrap_err().to_string()
+        };
+        assert_eq!(
+            with(|o| o.mode = "stretch".into()),
+            "unknown mode \"stretch\""
+        );
+        assert_eq!(
+            with(|o| o.filter = "sinc".into()),
+            "unknown filter \"sinc\""
+        );
+        assert_eq!(
+            with(|o| o.hashes = vec!["md5".into()]),
+            "unknown hash \"md5\""
+        );
+        assert!(with(|o| o.resize_shorter = Some(8)).contains("at least the crop size"));
+        assert!(with(|o| {
+            o.mode = "random_resized_crop".into();
+            o.scale = (0.5, 0.1);
+        })
+        .starts_with("scale must be"));
+        assert!(with(|o| o.size = Some((0, 4))).contains("positive"));
+    }
+
+    #[test]
+    fn every_listed_name_resolves() {
+        for mode in MODES {
+            for filter in FILTERS {
+                let o = DecodeOptions {
+                    size: Some((8, 8)),
+                    mode: mode.into(),
+                    filter: filter.into(),
+                    hashes: super::super::HASHES.iter().map(|h| h.to_string()).collect(),
+                    ..Default::default()
+                };
+                assert!(o.resolve().is_ok(), "{mode} {filter}");
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from fastprep.errors import SettingsError
 from fastprep.hashtags import HashtagNormalizer, extract_hashtags
 from fastprep.images import decode_images
+from fastprep.options import DEFAULT_MAX_PIXELS, DecodeOptions
 
 
 @dataclass
@@ -51,39 +52,49 @@ DEFAULT_RULES = (
 
 @dataclass
 class ImageStage:
-    """Decode, orient, resize and hash one batch's ``image`` column."""
+    """Decode, orient, resize and hash one batch's ``image`` column.
+
+    The decode itself is one :class:`fastprep.DecodeOptions` (``options``),
+    the value every engine's image stage and the torch loader hand to the
+    core; the fields here are the ones the prep job sets, ``extra`` any other
+    :func:`fastprep.decode_images` keyword.
+    """
 
     size: int | tuple = 224
     mode: str = "center_crop"
     filter: str = "bilinear"
     hashes: tuple = ("xxh3", "pdq")
-    max_pixels: int = 178_956_970
+    max_pixels: int = DEFAULT_MAX_PIXELS
     num_threads: int | None = None
     extra: dict = field(default_factory=dict)
 
+    @property
+    def options(self) -> DecodeOptions:
+        return DecodeOptions.from_kwargs(
+            size=self.size, mode=self.mode, filter=self.filter, hashes=tuple(self.hashes),
+            max_pixels=self.max_pixels, **self.extra,
+        )  # fmt: skip
+
     @classmethod
     def from_options(cls, num_threads: int | None = None, **options: Any) -> ImageStage:
-        """The stage from :func:`fastprep.decode_images` keywords (the ones
-        it has no field for travel in ``extra``); every engine's image stage
-        is built this way, so its options are spelled once."""
+        """The stage from :func:`fastprep.decode_images` keywords (unknown
+        ones raise ``TypeError``); every engine's image stage is built this
+        way, so its options are spelled once."""
         names = {"size", "mode", "filter", "hashes", "max_pixels"}
         fields = {k: v for k, v in options.items() if k in names}
         if "hashes" in fields:
             fields["hashes"] = tuple(fields["hashes"])
         extra = {k: v for k, v in options.items() if k not in names}
-        return cls(num_threads=num_threads, extra=extra, **fields)
+        stage = cls(num_threads=num_threads, extra=extra, **fields)
+        stage.options  # noqa: B018 (checks every value now, not on the first batch)
+        return stage
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         images = batch.column("image")
         decoded = decode_images(
             images if isinstance(images, pa.Array) else pa.array(images.to_pylist(), pa.binary()),
-            size=self.size,
-            mode=self.mode,
-            filter=self.filter,
-            hashes=self.hashes,
-            max_pixels=self.max_pixels,
+            options=self.options,
             num_threads=self.num_threads,
-            **self.extra,
         )
         kept = [name for name in batch.schema.names if name != "image"]
         columns = {name: batch.column(name) for name in kept}

@@ -410,7 +410,7 @@ class DataLoader:
         source = source or self._map_source()
         images = source.paths(rows) if source.kind == "path" else rows.column(source.image_column)
         return decode_images(
-            images, num_threads=self.num_threads, seed=seed, **self.recipe.decode_options()
+            images, options=self.recipe.decode_options(seed), num_threads=self.num_threads
         )
 
     def _make_batch(self, indices: np.ndarray, seed: int, rows: pa.Table | None = None) -> Any:
@@ -426,7 +426,7 @@ class DataLoader:
             decoded = self._decode(rows, seed, source)
             errors = decoded.column("error")
             if errors.null_count < len(errors):
-                if self._map_source() is None:
+                if self.source is None:
                     indices, rows, decoded = self._replace_within(indices, rows, decoded, source)
                 else:
                     indices, rows, decoded = self._replace_failed(indices, rows, decoded, seed)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from fastprep.options import DecodeOptions
+
 _FILTERS = {
     "nearest": "nearest",
     "nearest-exact": "nearest",
@@ -39,16 +41,18 @@ class Recipe:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
 
-    def decode_options(self) -> dict[str, Any]:
-        return {
-            "size": self.size,
-            "mode": self.mode,
-            "resize_shorter": self.resize_shorter,
-            "scale": self.scale,
-            "ratio": self.ratio,
-            "flip_p": self.flip_p,
-            "filter": self.filter,
-        }
+    def decode_options(self, seed: int = 0) -> DecodeOptions:
+        """The decode this recipe runs, every other option at its default."""
+        return DecodeOptions(
+            size=self.size,
+            mode=self.mode,
+            resize_shorter=self.resize_shorter,
+            scale=self.scale,
+            ratio=self.ratio,
+            flip_p=self.flip_p,
+            filter=self.filter,
+            seed=seed,
+        )
 
     def normalized(self, mean: tuple[float, ...], std: tuple[float, ...]) -> Recipe:
         """The same recipe with float output normalised by ``mean``/``std``."""
