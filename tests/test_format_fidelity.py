@@ -223,3 +223,17 @@ def test_cli_exits_non_zero_when_nothing_is_written_unless_allowed(tmp_path, cap
     (src / "a.json").write_text(json.dumps({"caption": "#x", "is_public": False}))
     assert main(["prep", str(src), "--out", str(tmp_path / "p"), "--quiet", "--no-report"]) == 2
     assert "nothing written" in capsys.readouterr().err
+
+
+def test_local_brace_patterns_name_shards_in_order(tmp_path):
+    records = _records([f"k{i}" for i in range(4)])
+    for shard in range(3):
+        with tarfile.open(tmp_path / f"shard-{shard:03d}.tar", "w") as tar:
+            for r in records[shard : shard + 1]:
+                _add(tar, f"{r['key']}.jpg", r["image"])
+                _add(tar, f"{r['key']}.txt", r["caption"].encode())
+    rows = pa.Table.from_batches(list(tar_source(str(tmp_path / "shard-{002..000}.tar"))))
+    assert rows.column("key").to_pylist() == ["k2", "k1", "k0"]
+    assert rows.column("source").to_pylist() == ["shard-002.tar", "shard-001.tar", "shard-000.tar"]
+    result = prep(str(tmp_path / "shard-{000..001}.tar"), tmp_path / "out", size=32, min_quality=0)
+    assert result.manifest["totals"]["input"] == 2

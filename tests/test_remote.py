@@ -225,6 +225,7 @@ def test_s3_source_and_output_with_a_dropped_connection(s3, local_result, tmp_pa
     assert "manifest.json" in names and "shard-00000.parquet" in names
     manifest = json.loads(fs.cat_file("prepared/run1/manifest.json"))
     assert manifest["totals"] == local_result.manifest["totals"]
+    assert "testing" not in json.dumps(manifest), "credentials leaked into the manifest"
     assert manifest["resume_settings"]["source"] == "s3://corpus/shards/shard-{0..1}.tar"
 
     def read(name: str) -> pa.Table:
@@ -232,6 +233,17 @@ def test_s3_source_and_output_with_a_dropped_connection(s3, local_result, tmp_pa
             return pq.read_table(f)
 
     _same_outputs(result, local_result, read)
+    # Resuming a finished remote run finds it done (its local working folder
+    # is kept for the URL) and uploads the same files again.
+    s3fs.S3FileSystem.clear_instance_cache()
+    again = prep(
+        "s3://corpus/shards/shard-{0..1}.tar",
+        "s3://prepared/run1/",
+        source_options={"storage_options": direct},
+        resume=True,
+        **OPTIONS,
+    )
+    assert again.out_dir == "s3://prepared/run1/" and again.manifest == result.manifest
     # A second run into the same folder is refused, as locally.
     from fastprep.errors import OutputExistsError
 

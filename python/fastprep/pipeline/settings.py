@@ -217,6 +217,9 @@ class PrepSettings:
                 "stoplist": sorted(normalizer.stoplist),
             },
             consent_rules=[vars(rule) for rule in self.consent_rules],
+            # Connection settings (endpoints, credentials) change where data is
+            # read, not what is written: never recorded, never compared.
+            source_options={k: v for k, v in self.source_options.items() if k != "storage_options"},
             fastprep=fastprep.__version__,
         )
         return json.loads(json.dumps(record))
