@@ -26,6 +26,16 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
   fi
 fi
 
+# The remote-source tests serve shards over HTTP with nginx on loopback.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing nginx (HTTP source tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  else
+    echo "test: nginx not found; the HTTP source tests will be skipped" >&2
+  fi
+fi
+
 echo "== cargo test"
 cargo test --quiet
 
@@ -36,7 +46,7 @@ wheel=$(ls dist/fastprep-*.whl)
 # torch (DataLoader tests), Ray and PySpark (scale-out tests) are optional
 # extras of fastprep, installed here so their tests run; PyPI's torch is the
 # CUDA build (~3 GB download). Spark's local mode needs Java 17 (java on PATH).
-.venv-test/bin/python -m pip install -q "${wheel}[test,torch,ray,spark]" torchvision pydantic
+.venv-test/bin/python -m pip install -q "${wheel}[test,torch,ray,spark,remote]" torchvision pydantic
 echo "== type check: mypy on the package, stubtest on the extension's stubs"
 .venv-test/bin/python -m mypy
 (cd tests && ../.venv-test/bin/python -m mypy.stubtest fastprep._core \

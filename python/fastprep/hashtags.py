@@ -26,6 +26,8 @@ from fastprep._core import (
     Vocabulary,
     normalize_hashtag,
 )
+from fastprep.arrow_input import arrow_column, is_arrow_producer
+from fastprep.arrow_input import to_pyarrow as _arrow_pyarrow
 
 #: Vocabulary sizes of the 2018 Instagram study (Mahajan et al.): hashtags
 #: matching the ImageNet-1k synsets, the WordNet noun synonyms, and the most
@@ -63,6 +65,12 @@ def _text_chunks(captions: Any, column: str | None) -> Iterable[pa.ChunkedArray]
     elif isinstance(captions, pa.RecordBatchReader):
         for batch in captions:
             yield _as_chunked(batch.column(column or "caption"))
+    elif is_arrow_producer(captions):  # polars, duckdb, arro3, nanoarrow: no copy
+        data = _arrow_pyarrow(captions)
+        if isinstance(data, (pa.RecordBatch, pa.Table)) or pa.types.is_struct(data.type):
+            yield _as_chunked(arrow_column(data, column or "caption"))
+        else:
+            yield _as_chunked(data)
     elif isinstance(captions, (list, tuple)):
         yield _as_chunked(pa.array(captions, type=_infer_text_type(captions)))
     elif isinstance(captions, (str, bytes)):

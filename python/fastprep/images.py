@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from fastprep import _core
 from fastprep import options as _options
+from fastprep.arrow_input import as_image_input
 from fastprep.errors import DecodeError
 from fastprep.options import DecodeOptions
 
@@ -58,14 +59,11 @@ def _resolve(options: DecodeOptions | None, kwargs: dict[str, Any]) -> DecodeOpt
     return options.replace(**kwargs) if kwargs else options
 
 
-def _as_input(images: Any) -> tuple[str, Any]:
+def _as_input(images: Any, column: str | None = None) -> tuple[str, Any]:
     """Classify ``images`` as Arrow binary data, paths or in-memory bytes."""
-    if isinstance(images, pa.Array):
-        images = pa.chunked_array([images], type=images.type)
-    if isinstance(images, pa.ChunkedArray):
-        if not (pa.types.is_binary(images.type) or pa.types.is_large_binary(images.type)):
-            raise TypeError(f"expected a binary or large_binary array, got {images.type}")
-        return "arrow", images
+    arrow = as_image_input(images, column)  # any Arrow producer (fastprep.arrow_input)
+    if arrow is not None:
+        return arrow
     if isinstance(images, (bytes, bytearray, memoryview, str, os.PathLike)):
         raise TypeError("decode_images takes a sequence of images; use decode_image for one")
     items = list(images)
@@ -85,6 +83,7 @@ def _as_input(images: Any) -> tuple[str, Any]:
 def decode_images(
     images: Sequence[Any] | pa.Array | pa.ChunkedArray | Iterable[Any],
     *,
+    column: str | None = None,
     options: DecodeOptions | None = None,
     num_threads: int | None = None,
     **kwargs: Any,
@@ -96,8 +95,13 @@ def decode_images(
     an unknown keyword raises ``TypeError``.
 
     Args:
-        images: a list of bytes-like objects, a list of file paths, or a pyarrow
-            ``binary``/``large_binary`` Array or ChunkedArray (read without a copy).
+        images: a list of bytes-like objects, a list of file paths, or Arrow
+            data from any producer (pyarrow, polars, duckdb, arro3, nanoarrow,
+            a Hugging Face ``Dataset``): a ``binary``/``large_binary``/
+            ``binary_view`` column, read without a copy, an HF ``Image``
+            struct column, or a table / record batch / reader (see
+            :mod:`fastprep.arrow_input`).
+        column: the image column of a table-like ``images``.
         options: a :class:`~fastprep.DecodeOptions` holding the options below.
         size: output ``(height, width)`` (an int means square). ``None`` keeps each
             image's own size and uses the variable-size layout described below.
@@ -156,7 +160,7 @@ def decode_images(
     decode = _resolve(options, kwargs)
     if num_threads is not None and num_threads < 1:
         raise ValueError("num_threads must be at least 1")
-    kind, data = _as_input(images)
+    kind, data = _as_input(images, column)
     core = decode.to_core()
     if kind == "arrow":
         return _core.decode_arrow(data, core, num_threads)
@@ -165,23 +169,37 @@ def decode_images(
     return _core.decode_bytes(data, core, num_threads)
 
 
-def pixels_to_numpy(batch: pa.RecordBatch) -> np.ndarray:
-    """View the fixed-size ``pixels`` column of ``batch`` as ``[N, H, W, 3]`` uint8.
+def pixels_to_numpy(batch: Any, column: str = "pixels") -> np.ndarray:
+    """View fixed-shape pixels as ``[N, H, W, 3]`` uint8.
 
-    No copy: the array shares memory with the Arrow buffer Rust allocated. Rows
-    whose ``error`` is set hold zeros.
+    ``batch`` is a record batch or table (its ``column``), or the pixel
+    column itself (an ``arrow.fixed_shape_tensor`` Array or ChunkedArray,
+    e.g. read back from a shard). No copy when the pixels are in one chunk:
+    the array shares memory with the Arrow buffer; a column of several
+    chunks is concatenated first. Rows whose ``error`` is set hold zeros.
     """
-    column = batch.column("pixels")
-    if not isinstance(column.type, pa.FixedShapeTensorType):
+    pixels = batch.column(column) if isinstance(batch, (pa.RecordBatch, pa.Table)) else batch
+    if isinstance(pixels, pa.ChunkedArray):
+        if not isinstance(pixels.type, pa.FixedShapeTensorType):
+            raise TypeError("pixels_to_numpy needs a fixed output size (decode with size=...)")
+        if pixels.num_chunks == 1:
+            pixels = pixels.chunk(0)
+        elif pixels.num_chunks == 0:
+            return np.zeros((0, *pixels.type.shape), dtype=np.uint8)
+        else:
+            pixels = pixels.combine_chunks()
+    if not isinstance(pixels.type, pa.FixedShapeTensorType):
         raise TypeError("pixels_to_numpy needs a fixed output size (decode with size=...)")
-    storage = column.storage  # FixedSizeListArray<uint8>
-    shape = tuple(column.type.shape)
+    storage = pixels.storage  # FixedSizeListArray<uint8>
+    shape = tuple(pixels.type.shape)
     frame = int(np.prod(shape))
     # The child values ignore the list array's own offset (set when sliced).
     start = storage.values.offset + storage.offset * frame
     values = storage.buffers()[2]
-    flat = np.frombuffer(values, dtype=np.uint8, count=len(column) * frame, offset=start)
-    return flat.reshape((len(column), *shape))
+    if values is None or len(pixels) == 0:
+        return np.zeros((len(pixels), *shape), dtype=np.uint8)
+    flat = np.frombuffer(values, dtype=np.uint8, count=len(pixels) * frame, offset=start)
+    return flat.reshape((len(pixels), *shape))
 
 
 def hash_images(

@@ -110,6 +110,8 @@ _PREP_OPTIONS = [
     option("--row-group-size", group=OUTPUT, type=POSITIVE, default=1_000,
            help="Rows per Parquet row group (only with --sink parquet)."),
     option("--no-report", group=OUTPUT, is_flag=True, help="Do not write report.html."),
+    option("--hf-datasets", group=OUTPUT, is_flag=True,
+           help="Shards in the layout Hugging Face datasets loads (Image, Array3D, ClassLabel)."),
     option("--size", group=IMAGES, type=POSITIVE, default=224,
            help="Output side in pixels (square)."),
     option("--mode", group=IMAGES, type=click.Choice(MODES), default="center_crop",
@@ -154,6 +156,8 @@ _PREP_OPTIONS = [
     option("--resume", group=RUN, is_flag=True,
            help="Continue an interrupted run in --out (same settings and source)."),
     option("--overwrite", group=RUN, is_flag=True, help="Replace the run already in --out."),
+    option("--allow-empty", group=RUN, is_flag=True,
+           help="Exit 0 even when nothing is written or the source cannot be read."),
     _QUIET,
 ]  # fmt: skip
 
@@ -362,7 +366,13 @@ def demo(ctx: click.Context, out: str, **p: Any) -> None:
 @apply(_PREP_OPTIONS)
 @click.pass_context
 def prep(ctx: click.Context, source: str, out: str, **p: Any) -> None:
-    _print_result(_run_prep(ctx, source, out, p, demo=False))
+    from fastprep.pipeline.prep import empty_run_problem
+
+    result = _run_prep(ctx, source, out, p, demo=False)
+    _print_result(result)
+    problem = empty_run_problem(result.manifest)
+    if problem and not p["allow_empty"]:
+        raise CommandError(f"{problem} (--allow-empty accepts it)")
 
 
 def _captions(source: str, batch_size: int, options: dict):

@@ -54,7 +54,10 @@ def _probe_writable(folder: str, flag: str, shown: str) -> None:
 
 
 def check_out_dir(out: str, flag: str = "--out") -> None:
-    """``out`` is a folder (or can be created) that this user can write to."""
+    """``out`` is a folder (or can be created) that this user can write to
+    (a URL is checked by the store when the run uploads to it)."""
+    if "://" in out and not out.startswith("file://"):
+        return
     if os.path.exists(out) and not os.path.isdir(out):
         raise CommandError(f"{flag} {out} is a file, not a folder")
     existing = _nearest_existing(out)
@@ -89,13 +92,23 @@ def check_no_run(out: str, resume: bool, overwrite: bool) -> None:
 
 
 def check_source(path: str, flag: str = "SOURCE") -> None:
-    """A local folder, file or glob this user can read."""
+    """A local folder, file or glob this user can read, or a URL fsspec can
+    read (the source itself reports a missing remote file)."""
     if "://" in path and not path.startswith("file://"):
         scheme = path.split("://", 1)[0]
-        raise CommandError(
-            f"{flag} {path}: {scheme}:// sources are not read directly; download the "
-            "files first (a folder, tar shards or Parquet on a local or mounted disk)"
-        )
+        try:
+            import fsspec
+
+            fsspec.get_filesystem_class(scheme)
+        except ImportError:
+            raise CommandError(
+                f"{flag} {path}: {scheme}:// sources need fsspec: pip install 'fastprep[remote]'"
+            ) from None
+        except ValueError:
+            raise CommandError(f"{flag} {path}: no reader for {scheme}:// sources") from None
+        return
+    if "{" in path:
+        return  # a brace pattern: the source expands it and reports what is missing
     if any(c in path for c in "*?["):
         if not glob.glob(path):
             raise CommandError(f"{flag} {path}: no file matches")
@@ -124,7 +137,9 @@ def read_hash_list(path: str | None) -> list[str]:
 def check_columns(path: str, image_column: str, caption_column: str, flag: str = "SOURCE") -> None:
     """A Parquet source has a readable file with the columns named by the
     options (what the source itself checks on its first batch, before any
-    work here)."""
+    work here). Remote and brace-pattern sources are checked by the source."""
+    if "://" in path or "{" in path:
+        return
     import pyarrow as pa
     import pyarrow.parquet as pq
 

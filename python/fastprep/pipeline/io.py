@@ -99,23 +99,45 @@ def atomic_json(data: Any, path: str) -> None:
 
 
 def atomic_tar(table: pa.Table, path: str, image_column: str) -> None:
-    """A WebDataset shard: ``key.<jpg|webp>``, ``key.txt`` (caption) and
-    ``key.json`` (every other column that is JSON-friendly)."""
-    meta_columns = [n for n in table.schema.names if n not in (image_column, "caption")]
+    """A WebDataset shard: ``key.<jpg|webp>``, ``key.txt`` (caption),
+    ``key.json`` (every other column that is JSON-friendly, the original
+    ``key`` included) and one member per other binary column (``key.cls``
+    and the like, passed through from a tar source). Keys are escaped by
+    :func:`~fastprep.pipeline.sources.tar_key`, so distinct keys never share
+    a member name."""
+    from fastprep.pipeline.sources import tar_key
+
+    members = [
+        n
+        for n in table.schema.names
+        if n not in (image_column, "caption")
+        and (pa.types.is_binary(table.schema.field(n).type)
+             or pa.types.is_large_binary(table.schema.field(n).type))
+    ]  # fmt: skip
+    meta_columns = [n for n in table.schema.names if n not in (image_column, "caption", *members)]
     rows = table.select(meta_columns).to_pylist()
     images = table.column(image_column).to_pylist()
     captions = table.column("caption").to_pylist()
+    extra = {n: table.column(n).to_pylist() for n in members}
 
     def write(tmp: str) -> None:
+        seen: set[str] = set()
         with tarfile.open(tmp, "w") as tar:
-            for row, image, caption in zip(rows, images, captions):
-                key = str(row["key"]).replace("/", "_").replace(".", "_")
+            for i, (row, image, caption) in enumerate(zip(rows, images, captions)):
+                key = tar_key(str(row["key"]))
+                if key in seen:  # the same key twice (a source may repeat keys)
+                    key = f"{key}%23{i}"
+                seen.add(key)
                 meta = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in row.items()}
-                for suffix, data in (
+                if isinstance(image, dict):  # an HF Image struct column
+                    image = image.get("bytes")
+                parts = [
                     (image_column, image or b""),
                     ("txt", (caption or "").encode()),
                     ("json", json.dumps(meta).encode()),
-                ):
+                ]
+                parts += [(n, values[i]) for n, values in extra.items() if values[i] is not None]
+                for suffix, data in parts:
                     info = tarfile.TarInfo(f"{key}.{suffix}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
@@ -134,9 +156,16 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def write_shard(table: pa.Table, path: str, spec: ShardSpec, num_threads: int | None) -> None:
+def write_shard(
+    table: pa.Table,
+    path: str,
+    spec: ShardSpec,
+    num_threads: int | None,
+    tags: list[str] | None = None,
+) -> None:
     """One output shard: pixels kept as a tensor or re-encoded (no metadata),
-    then written atomically in the sink's format."""
+    then written atomically in the sink's format (in datasets' layout with
+    ``spec.hf_datasets``, labels named by the vocabulary ``tags``)."""
     image_column = spec.image_column
     if spec.image_format != "tensor":
         height, width = (spec.size, spec.size) if isinstance(spec.size, int) else spec.size
@@ -150,6 +179,10 @@ def write_shard(table: pa.Table, path: str, spec: ShardSpec, num_threads: int | 
             num_threads,
         )
         table = table.drop_columns(["pixels"]).append_column(image_column, encoded)
+    if spec.hf_datasets and spec.sink != "webdataset":
+        from fastprep.pipeline.hf import hf_layout
+
+        table = hf_layout(table, image_column, tags or [])
     if spec.sink == "webdataset":
         atomic_tar(table, path, image_column)
     elif spec.sink == "arrow":

@@ -58,6 +58,11 @@ STATE_SCHEMA = pa.schema(
 )
 
 
+#: Columns prep computes itself: a source that has them (a prep output read
+#: again, e.g. its WebDataset JSON) has them recomputed, not duplicated.
+RECOMPUTED = ("xxh3_128", "pdq", "pdq_quality", "hashtags", "labels", "num_labels")
+
+
 def as_batch(data: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
     """One record batch (zero-copy when every column has a single chunk)."""
     if isinstance(data, pa.RecordBatch):
@@ -183,6 +188,9 @@ def stage_part(context: PassContext, part: int, data: pa.Table | pa.RecordBatch)
     batch = as_batch(data)
     if "_row" in batch.schema.names:  # numbering of earlier releases' Ray datasets
         batch = batch.drop_columns(["_row"])
+    recomputed = [n for n in RECOMPUTED if n in batch.schema.names]
+    if recomputed:  # a prepared shard read again: its hashes and labels are redone
+        batch = batch.drop_columns(recomputed)
     if "source" not in batch.schema.names:
         names = pa.array([context.source_name] * batch.num_rows, pa.string())
         batch = batch.append_column("source", names)
@@ -267,7 +275,7 @@ def write_planned_shard(context: WriteContext, plan: ShardPlan) -> dict:
         keys = table.column("key").to_pylist()
         stats["faces"]["examples"] = [k for k, b in zip(keys, boxes) if b][:4]
     atomic_json(stats, stats_path)
-    write_shard(table, path, context.spec, context.num_threads)
+    write_shard(table, path, context.spec, context.num_threads, list(vocab.tags))
     return {"file": name, "records": plan.records, "privacy": stats}
 
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fastprep import distributed
-from fastprep.errors import SettingsError
+from fastprep.errors import OutputExistsError, SettingsError
 from fastprep.hashtags import HashtagCounts, Vocabulary, build_vocabulary, save_vocabulary
 from fastprep.pipeline.decisions import Decision, Decisions, decide, shard_plan
 from fastprep.pipeline.engine import Engine
@@ -60,10 +60,10 @@ from fastprep.pipeline.passes import (
     write_planned_shard,
 )
 from fastprep.pipeline.progress import Progress
+from fastprep.pipeline.remote import is_remote, local_workdir, remote_has_run, upload_run
 from fastprep.pipeline.settings import PrepSettings
-from fastprep.pipeline.sources import count_records
+from fastprep.pipeline.sources import count_records, is_table_source, table_source
 from fastprep.privacy.shards import PrivacySpec
-from fastprep.privacy.sources import relative_sources, source_root
 
 #: Duplicate clusters shown (with thumbnails) in the report.
 REPORT_CLUSTERS = 12
@@ -89,10 +89,16 @@ def prep(
     Args:
         source: folder, tar shard(s) or Parquet (see :func:`open_source`), any
             iterable of record batches with ``key``, ``source``, ``image`` and
-            ``caption`` columns, or what the engine reads itself (a
-            ``ray.data.Dataset`` on :class:`fastprep.ray.RayEngine`).
+            ``caption`` columns, a table source (a pyarrow table or reader,
+            any ``__arrow_c_stream__`` producer, a Hugging Face
+            ``Dataset``/``IterableDataset``; see :func:`table_source`), or
+            what the engine reads itself (a ``ray.data.Dataset`` on
+            :class:`fastprep.ray.RayEngine`).
         out_dir: output folder (on a distributed engine, a path every worker
-            can write). It must not hold a run already unless ``resume``
+            can write), or an fsspec URL (``s3://bucket/prepared/``): prepared
+            locally, then uploaded with the manifest last
+            (:mod:`fastprep.pipeline.remote`); the result's ``out_dir`` is then
+            the URL. It must not hold a run already unless ``resume``
             (continue an interrupted run with the same settings and source:
             staged parts and written shards are kept) or ``overwrite``.
         settings: a :class:`PrepSettings`; or pass its fields as keyword
@@ -111,18 +117,57 @@ def prep(
         engine = LocalEngine(num_threads=num_threads)
     elif num_threads is not None:
         raise SettingsError("num_threads is the local engine's option: LocalEngine(num_threads=)")
+    if is_table_source(source):  # Arrow producers, HF datasets: streamed in batches
+        source = table_source(source, batch_size=settings.batch_size, **settings.source_options)
+    remote_out = os.fspath(out_dir) if is_remote(os.fspath(out_dir)) else None
+    if remote_out is not None:
+        # Prepared in a local working folder, then uploaded, manifest last.
+        storage = settings.source_options.get("storage_options")
+        if remote_has_run(remote_out, storage) and not (overwrite or resume):
+            raise OutputExistsError(
+                f"{remote_out} already holds a fastprep run; pass resume=True (--resume) "
+                "or overwrite=True (--overwrite)"
+            )
+        out_dir = local_workdir(remote_out)
+        if not resume:
+            shutil.rmtree(out_dir, ignore_errors=True)
     job = _Job(source, os.path.abspath(os.fspath(out_dir)), settings, engine, resume, progress)
     engine.start()
     try:
-        return job.run(overwrite=overwrite, report=report)
+        result = job.run(overwrite=overwrite, report=report)
     finally:
         engine.stop()
+    if remote_out is not None:
+        upload_run(result.out_dir, remote_out, settings.source_options.get("storage_options"))
+        return PrepResult(remote_out, result.manifest)  # the local folder is only a cache
+    return result
+
+
+def empty_run_problem(manifest: dict) -> str | None:
+    """Why a finished run should not count as a success, in one line: its
+    source held nothing, could not be read at all, or it wrote nothing
+    (None when it wrote records). The CLI exits non-zero on it unless
+    ``--allow-empty``."""
+    totals = manifest["totals"]
+    if totals["written"]:
+        return None
+    dropped = totals["dropped"]
+    if not totals["input"]:
+        return "the source holds no records"
+    if set(dropped) == {"source_error"}:
+        return (
+            f"the source could not be read ({dropped['source_error']} unreadable part(s), "
+            "see dropped.parquet)"
+        )
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items()))
+    return f"nothing written: all {totals['input']} records were dropped ({reasons})"
 
 
 def source_label(source: Any) -> str:
     """How the settings record names a source (resume compares it)."""
     if isinstance(source, (str, os.PathLike)):
-        return os.path.abspath(os.fspath(source))
+        text = os.fspath(source)
+        return text if is_remote(text) else os.path.abspath(text)
     if type(source).__module__.startswith("ray.data"):
         return "<dataset>"
     return "<batches>"
@@ -236,10 +281,11 @@ class _Job:
             for marker in glob.glob(os.path.join(glob.escape(self.staging), "part-*.done")):
                 finished.add(int(os.path.basename(marker)[len("part-") : -len(".done")]))
         task = self.board.task("prep 1/2 decode+hash", total)
-        parts = self.engine.parts(self.source, settings.batch_size, dict(settings.source_options))
-        root = source_root(self.source, settings.absolute_sources)
-        if root is not None:  # no local paths in what is written
-            parts = relative_sources(parts, root)
+        # Readers write `source` relative to the source root (no local paths
+        # in what is written) unless absolute paths are asked for.
+        options = dict(settings.source_options)
+        options.setdefault("absolute_paths", settings.absolute_sources)
+        parts = self.engine.parts(self.source, settings.batch_size, options)
         first = _Pass1()
         step = partial(_stage_numbered, context)
         for result in self.engine.map(step, enumerate(parts)):

@@ -41,6 +41,7 @@ class ShardSpec:
     quality: int = 90
     size: Size = 224
     row_group_size: int = 1_000
+    hf_datasets: bool = False  # datasets' layout (fastprep.pipeline.hf)
 
     @property
     def suffix(self) -> str:
@@ -65,8 +66,9 @@ class PrepSettings:
     (``opt_out_hashes``: hex xxh3-128 or PDQ, ``opt_out_radius``), the
     vocabulary (``normalizer``, ``top_k``, ``min_count``,
     ``drop_unlabeled``), consent (``consent_rules``, checked before any
-    decoding) and reading (``batch_size``, ``source_options`` for Parquet
-    column names). How and where it runs (threads, engine, resume, report,
+    decoding), reading (``batch_size``, ``source_options`` for Parquet
+    column names and ``absolute_paths``) and ``hf_datasets`` (shards in the
+    layout Hugging Face ``datasets`` loads: :mod:`fastprep.pipeline.hf`). How and where it runs (threads, engine, resume, report,
     progress) is not a setting: outputs do not depend on it.
     """
 
@@ -99,6 +101,7 @@ class PrepSettings:
     accounts: str | None = None
     blur_faces: str | None = None
     absolute_sources: bool = False
+    hf_datasets: bool = False
 
     def __post_init__(self) -> None:
         # Normalised once, so equal settings compare (and record) equal.
@@ -158,6 +161,7 @@ class PrepSettings:
             if args.drop_if
             else DEFAULT_RULES,
             batch_size=args.batch_size,
+            hf_datasets=bool(getattr(args, "hf_datasets", False)),
             source_options={
                 "image_column": args.image_column,
                 "caption_column": args.caption_column,
@@ -208,6 +212,7 @@ class PrepSettings:
             quality=self.quality,
             size=self.size,
             row_group_size=self.row_group_size,
+            hf_datasets=self.hf_datasets,
         )
 
     @property
@@ -237,6 +242,9 @@ class PrepSettings:
             consent_rules=[vars(rule) for rule in self.consent_rules],
             # Who opted out is itself personal: the record keeps a count and a digest.
             opt_out_accounts=accounts_digest(self.opt_out_accounts),
+            # Connection settings (endpoints, credentials) change where data is
+            # read, not what is written: never recorded, never compared.
+            source_options={k: v for k, v in self.source_options.items() if k != "storage_options"},
             fastprep=fastprep.__version__,
         )
         return json.loads(json.dumps(record))

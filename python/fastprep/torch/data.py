@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fastprep.arrow_input import arrow_table
 from fastprep.pipeline.io import read_arrow
 from fastprep.pipeline.sources import IMAGE_EXTENSIONS, source_kind, text_name
 
@@ -161,6 +162,9 @@ def open_map_source(data: Any, image_column: str | None = None) -> MapSource:
         return data
     if isinstance(data, pa.Table):
         return from_table(data, image_column)
+    table = arrow_table(data, views=False)  # HF datasets, polars/duckdb/arro3 tables
+    if table is not None:
+        return from_table(table, image_column)
     if isinstance(data, (str, os.PathLike)):
         text = os.fspath(data)
         if not os.path.exists(text):

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from fastprep.arrow_input import is_table_like
 from fastprep.hashtags import label_captions, load_vocabulary
 from fastprep.images import decode_images
 from fastprep.pipeline.sources import count_records, source_kind
@@ -825,6 +826,8 @@ def _readable(dataset: Any) -> bool:
     if _is_torchvision_folder(dataset) or isinstance(
         dataset, (MapSource, pa.Table, str, os.PathLike)
     ):
+        return True
+    if is_table_like(dataset):  # HF datasets and other Arrow tables
         return True
     if isinstance(dataset, (list, tuple)):  # of paths or encoded images only
         kinds = (str, os.PathLike, bytes, bytearray, memoryview)
