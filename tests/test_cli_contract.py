@@ -140,6 +140,9 @@ def test_remote_source_is_one_line_without_traceback(tmp_path):
                           "prep")  # fmt: skip
     assert "hf://datasets/x/y" in line or "offline" in line.lower()
     _no_work(out)
+    # Online but unreachable (no network here): the store's own error, one line.
+    one_line_error(fastprep("prep", "hf://datasets/x/y", "--out", str(out)), "prep")
+    _no_work(out)
     line = one_line_error(fastprep("vocab", "nosuch://bucket/k", "--out", str(tmp_path / "v.json")),
                           "vocab")  # fmt: skip
     assert "no reader for nosuch:// sources" in line
@@ -228,7 +231,7 @@ def test_closed_pipe_ends_quietly(tmp_path):
 
 
 def test_debug_keeps_the_traceback(tmp_path):
-    args = ("prep", "hf://datasets/x/y", "--out", str(tmp_path / "o"))
+    args = ("prep", "nosuch://datasets/x/y", "--out", str(tmp_path / "o"))
     plain = fastprep(*args)
     assert plain.returncode == 2 and "Traceback" not in plain.stderr
     env = dict(os.environ, FASTPREP_DEBUG="1")

@@ -24,7 +24,7 @@ from PIL import Image
 from test_report import _chromium, _run_chromium
 
 SECTIONS = ("run", "records", "samples", "hashtags", "coverage", "provenance", "images",
-            "damaged", "clusters", "leaks")  # fmt: skip
+            "damaged", "clusters", "leaks", "privacy")  # fmt: skip
 
 
 class _SectionText(HTMLParser):
@@ -85,6 +85,8 @@ def test_every_section_has_real_content_on_the_demo_corpus(demo_report):
     text, tags = _sections(page)
     assert tuple(text) == SECTIONS, list(text)
     totals = result.manifest["totals"]
+    # privacy: redaction counts and the datasheet (issue 18)
+    assert "redacted" in text["privacy"] and "Datasheet" in text["privacy"]
     # run: the settings are folded by default, readable (no raw JSON)
     details = [a for t, a in tags["run"] if t == "details"]
     assert details and all("open" not in a for a in details)

@@ -709,3 +709,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{_STATE['command']}: error: {_error_text(error)}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as error:
+        # Whatever else a library raises (e.g. a remote store's connection
+        # error): still one line and exit 2, the traceback with --debug.
+        if _STATE["debug"]:
+            raise
+        print(f"{_STATE['command']}: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_ERROR
