@@ -39,6 +39,10 @@ fi
 echo "== cargo test"
 cargo test --quiet
 
+# The parsers of untrusted bytes under libFuzzer, briefly (fuzz/README.md).
+echo "== cargo fuzz (${FUZZ_SECONDS:-45}s a target)"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-45}"
+
 echo "== pytest against the installed wheel (fresh .venv-test)"
 rm -rf .venv-test
 "${PYTHON:-python3}" -m venv .venv-test

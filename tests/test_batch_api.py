@@ -68,7 +68,10 @@ def test_fixed_size_schema(images):
         "orientation",
         "error",
         "error_kind",
+        "warnings",
     }
+    assert schema.field("warnings").type == pa.list_(pa.string())
+    assert batch.column("warnings").null_count == batch.num_rows, "clean images: no warnings"
     pixels_type = schema.field("pixels").type
     assert isinstance(pixels_type, pa.FixedShapeTensorType)
     assert pixels_type.value_type == pa.uint8()

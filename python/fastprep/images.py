@@ -141,18 +141,29 @@ def decode_images(
         * ``height``, ``width`` (int32): the output size.
         * ``source_height``, ``source_width`` (int32): the image as displayed
           (after EXIF orientation), when the header could be read.
-        * ``format`` (string): ``jpeg``, ``png``, ``webp``, ``gif`` or ``bmp``,
-          sniffed from the bytes.
+        * ``format`` (string): ``jpeg``, ``png``, ``webp``, ``gif``, ``bmp``,
+          ``tiff`` (first page), ``pnm`` (PBM/PGM/PPM/PAM) or ``ico`` (its
+          largest entry), sniffed from the bytes.
         * ``orientation`` (uint8): the EXIF orientation applied (1 when none).
         * ``error`` (string): null when the image is fine, else the reason.
         * ``error_kind`` (string): null when the image is fine, else one of
           :data:`ERROR_KINDS`, stable across releases (branch on it rather
           than on the ``error`` text): ``empty`` (no bytes, or a null entry),
-          ``unsupported_format`` (not JPEG, PNG, WebP, GIF or BMP),
+          ``unsupported_format`` (none of the formats above; the text says
+          what the bytes look like, e.g. ``unsupported format: HEIC``),
           ``unsupported`` (a known format using a feature fastprep does not
-          decode, e.g. 12-bit JPEG), ``truncated`` (the data ends early),
-          ``corrupt`` (malformed data), ``too_large`` (over ``max_pixels``)
-          and ``io`` (a path that cannot be read).
+          decode, e.g. ``unsupported JPEG: 12-bit precision``),
+          ``truncated`` (the data ends early: a JPEG without its end marker
+          is truncated at every output size, as in Pillow), ``corrupt``
+          (malformed data), ``too_large`` (over ``max_pixels``, or a header
+          claiming more pixels than the file's data can hold, refused before
+          any allocation) and ``io`` (a path that cannot be read).
+        * ``warnings`` (list of strings): null when the decoder met no damage,
+          else what it recovered from, as short stable names:
+          ``corrupt entropy data`` (the pixels decoded but may be partly
+          garbage), ``extraneous bytes before marker``, ``bad ICC marker``,
+          ``decoder warning``. A crop reads only the rows it needs, so
+          damage below the crop's last row is not seen there.
 
         All pixels live in one buffer allocated by Rust and shared with pyarrow
         and numpy without a copy.

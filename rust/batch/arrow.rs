@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{FixedSizeBinaryBuilder, Int32Builder, StringBuilder, UInt8Builder};
+use arrow_array::builder::{
+    FixedSizeBinaryBuilder, Int32Builder, ListBuilder, StringBuilder, UInt8Builder,
+};
 use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, LargeBinaryArray, RecordBatch, RecordBatchOptions,
     UInt64Array, UInt8Array,
@@ -38,6 +40,8 @@ pub struct RecordMeta {
     pub output_size: Option<(u32, u32)>,
     /// Why the record failed; becomes the `error` text and `error_kind`.
     pub error: Option<DecodeError>,
+    /// Damage the decoder recovered from; the `warnings` column (null when none).
+    pub warnings: Vec<&'static str>,
     pub hashes: ImageHashes,
 }
 
@@ -163,11 +167,17 @@ pub fn build_record_batch(
     let mut error = StringBuilder::new();
     let mut error_kind = StringBuilder::new();
     let mut orientation = UInt8Builder::with_capacity(records.len());
+    let mut warnings = ListBuilder::new(StringBuilder::new());
     for r in &records {
         format.append_option(r.format);
         error.append_option(r.error.as_ref().map(|e| e.to_string()));
         error_kind.append_option(r.error.as_ref().map(DecodeError::kind));
         orientation.append_option(r.orientation);
+        if r.warnings.is_empty() {
+            warnings.append_null();
+        } else {
+            warnings.append_value(r.warnings.iter().map(|w| Some(*w)));
+        }
     }
     let mut columns: Vec<(Field, ArrayRef)> = Vec::new();
     let has_pixels = !matches!(pixels, Pixels::Omitted);
@@ -207,6 +217,13 @@ pub fn build_record_batch(
             Field::new("error_kind", DataType::Utf8, true),
             Arc::new(error_kind.finish()),
         ),
+        {
+            let warnings = warnings.finish();
+            (
+                Field::new("warnings", warnings.data_type().clone(), true),
+                Arc::new(warnings) as ArrayRef,
+            )
+        },
     ]);
     columns.extend(hash_columns(&records, hashes));
     let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns.into_iter().unzip();

@@ -40,6 +40,7 @@ fn meta<T>(decoded: &Decoded<T>, output: Option<(u32, u32)>) -> RecordMeta {
         orientation: decoded.source_size.map(|_| decoded.orientation.value()),
         output_size: decoded.result.as_ref().ok().and(output),
         error: decoded.result.as_ref().err().cloned(),
+        warnings: decoded.warnings.clone(),
         hashes: decoded.hashes.clone(),
     }
 }
@@ -50,6 +51,7 @@ fn failure<T>(error: DecodeError) -> Decoded<T> {
         source_size: None,
         orientation: crate::image::Orientation::IDENTITY,
         hashes: Default::default(),
+        warnings: Vec::new(),
         result: Err(error),
     }
 }
@@ -231,7 +233,10 @@ mod tests {
         );
         assert_eq!(errors[0], None);
         assert_eq!(errors[1].as_deref(), Some("null input"));
-        assert_eq!(errors[2].as_deref(), Some("unsupported format"));
+        assert_eq!(
+            errors[2].as_deref(),
+            Some("unsupported format: text starting \"not an image\"")
+        );
         assert_eq!(errors[3].as_deref(), Some("empty input"));
         assert_eq!(errors[4], None);
         match batch.pixels {

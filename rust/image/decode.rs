@@ -4,7 +4,7 @@
 
 use super::codecs::{self, Opened};
 use super::error::{check_pixel_limit, DecodeError};
-use super::format::{sniff, Format};
+use super::format::{describe_unknown, sniff, Format};
 use super::geometry::{plan, CropBox, Plan};
 use super::hashes::{hash_bytes, hash_pixels, ImageHashes};
 use super::jpeg::{self, JpegHeader};
@@ -23,6 +23,9 @@ pub struct Decoded<T> {
     pub orientation: Orientation,
     /// The hashes asked for (byte hashes even when decoding failed).
     pub hashes: ImageHashes,
+    /// Damage the decoder recovered from (libjpeg's warnings, named by
+    /// [`jpeg::warning_name`]): the pixels exist but may be partly wrong.
+    pub warnings: Vec<&'static str>,
     pub result: Result<T, DecodeError>,
 }
 
@@ -33,6 +36,7 @@ impl<T> Decoded<T> {
             source_size: None,
             orientation: Orientation::IDENTITY,
             hashes: ImageHashes::default(),
+            warnings: Vec::new(),
             result: Err(error),
         }
     }
@@ -58,25 +62,65 @@ impl Header<'_> {
             Header::Other(o) => o.orientation,
         }
     }
+
+    fn warnings(&self) -> Vec<&'static str> {
+        match self {
+            Header::Jpeg(h, _) => h.warning.into_iter().collect(),
+            Header::Other(_) => Vec::new(),
+        }
+    }
 }
 
-fn open<'a>(
-    data: &'a [u8],
-    options: &ImageOptions,
-) -> Result<(Format, Header<'a>), (Option<Format>, DecodeError)> {
-    if data.is_empty() {
-        return Err((None, DecodeError::Empty));
+/// Why a record could not be opened, with what was learnt before that.
+struct Refusal {
+    format: Option<Format>,
+    /// Displayed size, when the header was read.
+    size: Option<(u32, u32)>,
+    error: DecodeError,
+}
+
+impl Refusal {
+    fn into_decoded<T>(self, hashes: ImageHashes) -> Decoded<T> {
+        Decoded {
+            source_size: self.size,
+            hashes,
+            ..Decoded::failed(self.format, self.error)
+        }
     }
-    let format = sniff(data).ok_or((None, DecodeError::UnsupportedFormat))?;
+}
+
+fn open<'a>(data: &'a [u8], options: &ImageOptions) -> Result<(Format, Header<'a>), Refusal> {
+    let refuse = |format, error| Refusal {
+        format,
+        size: None,
+        error,
+    };
+    if data.is_empty() {
+        return Err(refuse(None, DecodeError::Empty));
+    }
+    let format = sniff(data)
+        .ok_or_else(|| refuse(None, DecodeError::UnsupportedFormat(describe_unknown(data))))?;
     let header = match format {
         Format::Jpeg => {
-            let h = jpeg::read_header(data).map_err(|e| (Some(format), e))?;
+            let mut h = jpeg::read_header(data).map_err(|e| refuse(Some(format), e))?;
             check_pixel_limit(h.width, h.height, options.max_pixels)
-                .map_err(|e| (Some(format), e))?;
+                .map_err(|e| refuse(Some(format), e))?;
+            if let Some(error) = h.damage.take() {
+                let o = if options.apply_orientation {
+                    h.orientation
+                } else {
+                    Orientation::IDENTITY
+                };
+                return Err(Refusal {
+                    format: Some(format),
+                    size: Some(o.display_size(h.width, h.height)),
+                    error,
+                });
+            }
             Header::Jpeg(h, data)
         }
         _ => Header::Other(
-            codecs::open(data, format, options.max_pixels).map_err(|e| (Some(format), e))?,
+            codecs::open(data, format, options.max_pixels).map_err(|e| refuse(Some(format), e))?,
         ),
     };
     Ok((format, header))
@@ -85,7 +129,7 @@ fn open<'a>(
 /// Header-only look at an image: format, displayed size, orientation.
 pub fn probe(data: &[u8], options: &ImageOptions) -> Decoded<()> {
     match open(data, options) {
-        Err((format, e)) => Decoded::failed(format, e),
+        Err(refusal) => refusal.into_decoded(ImageHashes::default()),
         Ok((format, header)) => {
             let orientation = effective_orientation(&header, options);
             let (w, h) = header.stored_size();
@@ -94,6 +138,7 @@ pub fn probe(data: &[u8], options: &ImageOptions) -> Decoded<()> {
                 source_size: Some(orientation.display_size(w, h)),
                 orientation,
                 hashes: ImageHashes::default(),
+                warnings: header.warnings(),
                 result: Ok(()),
             }
         }
@@ -127,6 +172,7 @@ pub fn decode_into(
         source_size: d.source_size,
         orientation: d.orientation,
         hashes: d.hashes,
+        warnings: d.warnings,
         result: d.result.map(|_| ()),
     }
 }
@@ -141,24 +187,36 @@ fn run(
     hash_bytes(data, &options.hashes, &mut hashes);
     let (format, header) = match open(data, options) {
         Ok(opened) => opened,
-        Err((format, e)) => {
-            return Decoded {
-                hashes,
-                ..Decoded::failed(format, e)
-            }
-        }
+        Err(refusal) => return refusal.into_decoded(hashes),
     };
     let orientation = effective_orientation(&header, options);
     let (sw, sh) = header.stored_size();
     let (dw, dh) = orientation.display_size(sw, sh);
     let plan = plan(&options.geometry, dw, dh, record_index);
-    let result = render(header, orientation, &plan, options, out, &mut hashes);
+    let mut warnings = header.warnings();
+    let result = render(
+        header,
+        orientation,
+        &plan,
+        options,
+        out,
+        &mut hashes,
+        &mut warnings,
+    );
     Decoded {
         format: Some(format),
         source_size: Some((dw, dh)),
         orientation,
         hashes,
+        warnings,
         result,
+    }
+}
+
+/// Adds a warning once (libjpeg repeats a header's warning while decoding).
+fn note(warnings: &mut Vec<&'static str>, warning: Option<&'static str>) {
+    if let Some(w) = warning.filter(|w| !warnings.contains(w)) {
+        warnings.push(w);
     }
 }
 
@@ -175,6 +233,7 @@ fn render(
     options: &ImageOptions,
     mut out: Option<&mut [u8]>,
     hashes: &mut ImageHashes,
+    warnings: &mut Vec<&'static str>,
 ) -> Result<RgbImage, DecodeError> {
     let (sw, sh) = header.stored_size();
     // Perceptual hashes need every pixel of the displayed picture, so hashing
@@ -217,10 +276,11 @@ fn render(
                 (untouched, as_is, h.is_cmyk(), hashing, out.as_deref_mut())
             {
                 // Nothing else touches these pixels: decode straight into place.
-                jpeg::decode_into(data, &h, request, out)?;
+                note(warnings, jpeg::decode_into(data, &h, request, out)?);
                 return Ok(empty());
             }
-            let img = jpeg::decode(data, &h, request)?;
+            let (img, warning) = jpeg::decode(data, &h, request)?;
+            note(warnings, warning);
             if let Some(r) = region {
                 crop = CropBox {
                     left: crop.left - f64::from(r.x),
@@ -293,7 +353,7 @@ fn render(
 
 /// The part of a (scaled) JPEG worth decoding for `crop`: the box plus the
 /// filter's reach, so resampling sees exactly the pixels it would in the whole
-/// image. `None` when that is most of the image anyway.
+/// image, down to the last row. `None` when that is most of the image anyway.
 fn decode_region(
     crop: CropBox,
     resized: (u32, u32),
@@ -313,7 +373,11 @@ fn decode_region(
     let x0 = ((crop.left - reach_x).floor().max(0.0) as u32) / align * align;
     let y0 = (crop.top - reach_y).floor().max(0.0) as u32;
     let x1 = ((crop.left + crop.width + reach_x).ceil() as u32).min(width);
-    let y1 = ((crop.top + crop.height + reach_y).ceil() as u32).min(height);
+    // Rows run to the bottom: libjpeg stops reading the file after the last
+    // row asked for, so damage below a crop would go unseen there while a
+    // full decode flags it. Reading on (entropy decoding, which dominates,
+    // is needed to see it at all) keeps one rule for every output size.
+    let y1 = height;
     if x1 <= x0 || y1 <= y0 {
         return None;
     }

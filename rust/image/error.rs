@@ -20,7 +20,9 @@ pub const ERROR_KINDS: [&str; 7] = [
 pub enum DecodeError {
     Empty,
     Null,
-    UnsupportedFormat,
+    /// Not a format we decode; the text says what it looks like (a format
+    /// we know of, or its first bytes).
+    UnsupportedFormat(String),
     /// A known format using a feature we do not decode (12-bit JPEG, an odd
     /// colour type): the file may well be valid.
     Unsupported {
@@ -34,6 +36,12 @@ pub enum DecodeError {
     },
     /// The pixels would not fit in this process's address space.
     OutOfMemory,
+    /// The header claims more pixels than the file's data could possibly
+    /// hold (or than the decoder accepts): refused before allocating.
+    Implausible {
+        format: &'static str,
+        detail: String,
+    },
     Truncated(&'static str),
     Corrupt {
         format: &'static str,
@@ -49,10 +57,12 @@ impl DecodeError {
         match self {
             // Null and empty both mean "no bytes to decode".
             DecodeError::Empty | DecodeError::Null => "empty",
-            DecodeError::UnsupportedFormat => "unsupported_format",
+            DecodeError::UnsupportedFormat(_) => "unsupported_format",
             DecodeError::Unsupported { .. } => "unsupported",
             DecodeError::Truncated(_) => "truncated",
-            DecodeError::TooLarge { .. } | DecodeError::OutOfMemory => "too_large",
+            DecodeError::TooLarge { .. }
+            | DecodeError::OutOfMemory
+            | DecodeError::Implausible { .. } => "too_large",
             DecodeError::Io(_) => "io",
             // A decoder panic or failed library call on this record: retrying
             // will not help, so callers treat it like unreadable data. The text
@@ -67,10 +77,9 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Empty => write!(f, "empty input"),
             DecodeError::Null => write!(f, "null input"),
-            DecodeError::UnsupportedFormat => write!(f, "unsupported format"),
-            // Worded as before the kind existed: the `error` text is stable.
+            DecodeError::UnsupportedFormat(seen) => write!(f, "unsupported format: {seen}"),
             DecodeError::Unsupported { format, detail } => {
-                write!(f, "corrupt {format}: {detail}")
+                write!(f, "unsupported {format}: {detail}")
             }
             DecodeError::TooLarge {
                 width,
@@ -81,7 +90,10 @@ impl fmt::Display for DecodeError {
                 "image too large: {width}x{height} ({} pixels, limit {limit})",
                 width * height
             ),
-            DecodeError::OutOfMemory => write!(f, "internal error: image does not fit in memory"),
+            DecodeError::OutOfMemory => write!(f, "image too large: does not fit in memory"),
+            DecodeError::Implausible { format, detail } => {
+                write!(f, "image too large: implausible {format} header ({detail})")
+            }
             DecodeError::Truncated(format) => write!(f, "truncated {format}"),
             DecodeError::Corrupt { format, detail } => write!(f, "corrupt {format}: {detail}"),
             DecodeError::Io(detail) => write!(f, "io error: {detail}"),
@@ -131,7 +143,11 @@ mod tests {
         let all = [
             DecodeError::Empty,
             DecodeError::Null,
-            DecodeError::UnsupportedFormat,
+            DecodeError::UnsupportedFormat("x".into()),
+            DecodeError::Implausible {
+                format: "PNG",
+                detail: "x".into(),
+            },
             DecodeError::Unsupported {
                 format: "JPEG",
                 detail: "x".into(),
@@ -178,15 +194,14 @@ mod tests {
     }
 
     #[test]
-    fn text_is_unchanged_by_the_kind() {
+    fn unsupported_is_never_called_corrupt() {
         let e = DecodeError::Unsupported {
             format: "JPEG",
-            detail: "unsupported 12-bit sample precision".into(),
+            detail: "12-bit precision".into(),
         };
-        assert_eq!(
-            e.to_string(),
-            "corrupt JPEG: unsupported 12-bit sample precision"
-        );
+        assert_eq!(e.to_string(), "unsupported JPEG: 12-bit precision");
         assert_eq!(e.kind(), "unsupported");
+        let e = DecodeError::UnsupportedFormat("HEIC".into());
+        assert_eq!(e.to_string(), "unsupported format: HEIC");
     }
 }

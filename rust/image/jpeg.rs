@@ -6,11 +6,13 @@ use std::ffi::CStr;
 use turbojpeg_sys as tj;
 
 use super::error::DecodeError;
+use super::metadata::{exif_orientation, xmp_orientation};
 use super::orientation::Orientation;
 use super::pixels::{rgb_from_cmyk, RgbImage};
+use super::plausible::check_jpeg_data;
 
 /// What the markers before the first scan tell us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JpegHeader {
     pub width: u32,
     pub height: u32,
@@ -20,6 +22,12 @@ pub struct JpegHeader {
     /// An Adobe APP14 marker: CMYK samples are stored inverted.
     adobe: bool,
     pub orientation: Orientation,
+    /// A libjpeg warning met while reading the header (see [`warning_name`]).
+    pub warning: Option<&'static str>,
+    /// Why the data cannot be decoded although the header could be read
+    /// (cut short, or too small for the size it claims): checked by callers
+    /// once the size is known, before any pixel memory is allocated.
+    pub damage: Option<DecodeError>,
 }
 
 /// A TurboJPEG decompressor. A fresh one per call: libjpeg keeps tables and
@@ -62,6 +70,42 @@ fn error_text(handle: tj::tjhandle) -> String {
         .into_owned()
 }
 
+/// A libjpeg warning as the short, stable name the `warnings` column holds.
+pub fn warning_name(message: &str) -> &'static str {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("extraneous bytes") {
+        "extraneous bytes before marker"
+    } else if lower.contains("premature end of jpeg file") {
+        "premature end of data"
+    } else if lower.contains("icc") {
+        "bad ICC marker"
+    } else if lower.contains("corrupt jpeg data")
+        || lower.contains("huffman")
+        || lower.contains("progression")
+        || lower.contains("sos parameters")
+    {
+        "corrupt entropy data"
+    } else {
+        "decoder warning"
+    }
+}
+
+/// A warning met while decoding the scans: stray bytes before a marker
+/// there mean the entropy-coded data did not decode as it was laid out.
+fn scan_warning_name(message: &str) -> &'static str {
+    match warning_name(message) {
+        "extraneous bytes before marker" => "corrupt entropy data",
+        name => name,
+    }
+}
+
+/// Whether the last failed call on `handle` was only a warning.
+fn only_warned(handle: tj::tjhandle) -> bool {
+    // SAFETY: reads the code of the call that just returned.
+    let code = unsafe { tj::tj3GetErrorCode(handle) };
+    code == tj::TJERR_TJERR_WARNING as i32
+}
+
 /// Maps libjpeg's message to our reason: running out of data is "truncated".
 fn failure(message: String) -> DecodeError {
     if message.contains("Premature end") || message.contains("premature end of data") {
@@ -74,22 +118,51 @@ fn failure(message: String) -> DecodeError {
     }
 }
 
-/// Walks the marker segments before the first scan for EXIF and Adobe APP14.
-fn scan_markers(data: &[u8]) -> (Orientation, bool) {
-    let mut orientation = Orientation::IDENTITY;
-    let mut adobe = false;
+/// What the marker segments before the first scan say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Markers {
+    orientation: Orientation,
+    adobe: bool,
+    /// Arithmetic-coded frame (SOF9-SOF15): no bits-per-block floor.
+    arithmetic: bool,
+    /// Offset of the first SOS marker, when the walk reached one.
+    first_scan: Option<usize>,
+}
+
+/// Walks the marker segments before the first scan for EXIF (else XMP)
+/// orientation, Adobe APP14 and the frame's coding.
+fn scan_markers(data: &[u8]) -> Markers {
+    let mut exif = None;
+    let mut xmp = None;
+    let mut markers = Markers {
+        orientation: Orientation::IDENTITY,
+        adobe: false,
+        arithmetic: false,
+        first_scan: None,
+    };
     let mut pos = 2;
     while pos + 4 <= data.len() {
         if data[pos] != 0xFF {
-            break;
+            // Stray bytes between segments (libjpeg warns and resynchronises).
+            match memchr::memchr(0xFF, &data[pos..]) {
+                Some(skip) => {
+                    pos += skip;
+                    continue;
+                }
+                None => break,
+            }
         }
         let marker = data[pos + 1];
         if marker == 0xFF {
             pos += 1; // fill byte
             continue;
         }
-        if marker == 0xDA || marker == 0xD9 {
-            break; // start of scan / end of image: no more metadata
+        if marker == 0xDA {
+            markers.first_scan = Some(pos);
+            break;
+        }
+        if marker == 0xD9 {
+            break;
         }
         if marker == 0x01 || (0xD0..=0xD8).contains(&marker) {
             pos += 2;
@@ -99,29 +172,50 @@ fn scan_markers(data: &[u8]) -> (Orientation, bool) {
         let end = (pos + 2 + length).min(data.len());
         let body = &data[(pos + 4).min(end)..end];
         if marker == 0xE1 && body.starts_with(b"Exif\0\0") {
-            orientation = Orientation::from_exif_block(&body[6..]);
+            exif = exif.or_else(|| exif_orientation(&body[6..]));
+        } else if marker == 0xE1 && body.starts_with(b"http://ns.adobe.com/xap/1.0/\0") {
+            xmp = xmp.or_else(|| xmp_orientation(body));
         } else if marker == 0xEE && body.starts_with(b"Adobe") {
-            adobe = true;
+            markers.adobe = true;
+        } else if matches!(marker, 0xC9..=0xCB | 0xCD..=0xCF) {
+            markers.arithmetic = true;
         }
         pos += 2 + length;
     }
-    (orientation, adobe)
+    // EXIF wins; XMP's tiff:Orientation counts only without it (as in Pillow).
+    markers.orientation = exif.or(xmp).unwrap_or(Orientation::IDENTITY);
+    markers
+}
+
+/// Whether the entropy-coded data ends: an EOI marker after the first scan
+/// (0xFF is always stuffed inside scan data, so it cannot appear there by
+/// chance). A file without one was cut short, whatever part a crop reads.
+fn has_end_marker(data: &[u8], first_scan: usize) -> bool {
+    let scans = &data[first_scan..];
+    scans.ends_with(&[0xFF, 0xD9]) || memchr::memmem::rfind(scans, &[0xFF, 0xD9]).is_some()
 }
 
 pub fn read_header(data: &[u8]) -> Result<JpegHeader, DecodeError> {
-    let (orientation, adobe) = scan_markers(data);
+    let markers = scan_markers(data);
     with_handle(|handle| {
         // SAFETY: the buffer is valid for its length; the handle is live.
         let rc = unsafe { tj::tj3DecompressHeader(handle, data.as_ptr(), data.len() as _) };
+        // A warning (stray bytes between markers, an odd APP length, a bad
+        // ICC marker) still leaves a usable header, as in libjpeg and Pillow.
+        let mut warning = None;
         if rc != 0 {
-            return Err(failure(error_text(handle)));
+            let message = error_text(handle);
+            if !only_warned(handle) {
+                return Err(failure(message));
+            }
+            warning = Some(warning_name(&message));
         }
         let get = |param: tj::TJPARAM| unsafe { tj::tj3Get(handle, param as i32) };
         let precision = get(tj::TJPARAM_TJPARAM_PRECISION);
         if precision != 8 {
             return Err(DecodeError::Unsupported {
                 format: "JPEG",
-                detail: format!("unsupported {precision}-bit sample precision"),
+                detail: format!("{precision}-bit precision"),
             });
         }
         let (width, height) = (
@@ -134,16 +228,30 @@ pub fn read_header(data: &[u8]) -> Result<JpegHeader, DecodeError> {
                 detail: "no frame header".into(),
             });
         }
+        let (width, height) = (width as u32, height as u32);
+        // One rule for every output size: a file whose scans never end is
+        // truncated, even where a crop would read only its first rows.
+        let damage = match markers.first_scan {
+            Some(scan) if has_end_marker(data, scan) => None,
+            _ => Some(DecodeError::Truncated("JPEG")),
+        };
+        let damage = damage.or_else(|| {
+            (!markers.arithmetic)
+                .then(|| check_jpeg_data(width, height, data.len()).err())
+                .flatten()
+        });
         let colorspace = get(tj::TJPARAM_TJPARAM_COLORSPACE);
         let cmyk =
             colorspace == tj::TJCS_TJCS_CMYK as i32 || colorspace == tj::TJCS_TJCS_YCCK as i32;
         Ok(JpegHeader {
-            width: width as u32,
-            height: height as u32,
+            width,
+            height,
             cmyk,
             subsamp: get(tj::TJPARAM_TJPARAM_SUBSAMP),
-            adobe,
-            orientation,
+            adobe: markers.adobe,
+            orientation: markers.orientation,
+            warning,
+            damage,
         })
     })
 }
@@ -234,20 +342,25 @@ impl JpegHeader {
     }
 }
 
-/// Decodes into a new RGB image.
-pub fn decode(data: &[u8], header: &JpegHeader, request: Request) -> Result<RgbImage, DecodeError> {
+/// Decodes into a new RGB image; also returns a warning libjpeg gave while
+/// decoding (corrupt entropy data decodes, but is flagged).
+pub fn decode(
+    data: &[u8],
+    header: &JpegHeader,
+    request: Request,
+) -> Result<(RgbImage, Option<&'static str>), DecodeError> {
     let (width, height) = request.output_size(header);
     let pixels = width as usize * height as usize;
-    let data = if header.cmyk {
+    let (data, warning) = if header.cmyk {
         let mut cmyk = vec![0u8; pixels * 4];
-        decompress(data, request, tj::TJPF_TJPF_CMYK, &mut cmyk)?;
-        rgb_from_cmyk(&cmyk, header.adobe)
+        let warning = decompress(data, request, tj::TJPF_TJPF_CMYK, &mut cmyk)?;
+        (rgb_from_cmyk(&cmyk, header.adobe), warning)
     } else {
         let mut rgb = vec![0u8; pixels * 3];
-        decompress(data, request, tj::TJPF_TJPF_RGB, &mut rgb)?;
-        rgb
+        let warning = decompress(data, request, tj::TJPF_TJPF_RGB, &mut rgb)?;
+        (rgb, warning)
     };
-    Ok(RgbImage::new(width, height, data))
+    Ok((RgbImage::new(width, height, data), warning))
 }
 
 /// Decodes a non-CMYK image straight into `out` (exactly the output size x 3).
@@ -256,7 +369,7 @@ pub fn decode_into(
     header: &JpegHeader,
     request: Request,
     out: &mut [u8],
-) -> Result<(), DecodeError> {
+) -> Result<Option<&'static str>, DecodeError> {
     debug_assert!(!header.cmyk);
     let (width, height) = request.output_size(header);
     if out.len() != width as usize * height as usize * 3 {
@@ -272,13 +385,18 @@ fn decompress(
     request: Request,
     format: tj::TJPF,
     out: &mut [u8],
-) -> Result<(), DecodeError> {
+) -> Result<Option<&'static str>, DecodeError> {
     with_handle(|handle| {
+        let mut header_warning = None;
         // SAFETY: handle live; buffers valid; `out` holds exactly the output
         // size in the requested pixel format (pitch 0 = packed rows).
         let rc = unsafe {
+            // Header warnings were judged by `read_header`.
             if tj::tj3DecompressHeader(handle, data.as_ptr(), data.len() as _) != 0 {
-                return Err(failure(error_text(handle)));
+                if !only_warned(handle) {
+                    return Err(failure(error_text(handle)));
+                }
+                header_warning = Some(error_text(handle));
             }
             let factor = tj::tjscalingfactor {
                 num: 1,
@@ -317,16 +435,27 @@ fn decompress(
         };
         if rc != 0 {
             let message = error_text(handle);
-            // SAFETY: reads the code of the call that just failed.
-            let fatal = unsafe { tj::tj3GetErrorCode(handle) } == tj::TJERR_TJERR_FATAL as i32;
-            let reason = failure(message);
+            let reason = failure(message.clone());
             // Pillow also accepts libjpeg's recoverable warnings (extraneous
-            // bytes, bad Huffman codes) but not running out of data.
-            if fatal || matches!(reason, DecodeError::Truncated(_)) {
+            // bytes, bad Huffman codes) but not running out of data; we keep
+            // the pixels and name the warning, so damage is never silent.
+            if !only_warned(handle) {
                 return Err(reason);
             }
+            // The end marker is there (`read_header` checked), so running out
+            // of data mid-scan means the scan data is corrupt, not cut short:
+            // Pillow decodes such files, and so do we, flagged.
+            if matches!(reason, DecodeError::Truncated(_)) {
+                return Ok(Some("corrupt entropy data"));
+            }
+            // libjpeg keeps the last warning only: the header's again, or one
+            // from the scans.
+            if header_warning.as_deref() == Some(message.as_str()) {
+                return Ok(Some(warning_name(&message)));
+            }
+            return Ok(Some(scan_warning_name(&message)));
         }
-        Ok(())
+        Ok(None)
     })
 }
 
@@ -353,9 +482,17 @@ mod tests {
         jpeg.extend_from_slice(&tiff_be);
         jpeg.extend_from_slice(&[0xFF, 0xEE, 0, 7]);
         jpeg.extend_from_slice(b"Adobe");
+        let scan = jpeg.len();
         jpeg.extend_from_slice(&[0xFF, 0xDA, 0, 2]);
-        assert_eq!(scan_markers(&jpeg), (Orientation::from_exif(6), true));
-        assert_eq!(scan_markers(&jpeg[..10]), (Orientation::IDENTITY, false));
+        let markers = scan_markers(&jpeg);
+        assert_eq!(markers.orientation, Orientation::from_exif(6));
+        assert!(markers.adobe && !markers.arithmetic);
+        assert_eq!(markers.first_scan, Some(scan));
+        let cut = scan_markers(&jpeg[..10]);
+        assert_eq!(
+            (cut.orientation, cut.adobe, cut.first_scan),
+            (Orientation::IDENTITY, false, None)
+        );
     }
 
     #[test]
@@ -387,7 +524,7 @@ mod poison_tests {
         assert!(read_header(&bad)
             .and_then(|h| decode(&bad, &h, eighth))
             .is_err());
-        assert!(decode(PHOTO, &header, eighth).is_ok());
+        assert!(decode(PHOTO, &header, eighth).is_ok_and(|(_, w)| w.is_none()));
         assert!(read_header(PHOTO).is_ok());
     }
 }

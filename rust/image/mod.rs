@@ -8,9 +8,11 @@ mod format;
 mod geometry;
 mod hashes;
 mod jpeg;
+mod metadata;
 mod options;
 mod orientation;
 mod pixels;
+mod plausible;
 mod resize;
 
 pub use decode::{decode, decode_into, probe, Decoded};

@@ -117,6 +117,10 @@ _PREP_OPTIONS = [
     option("--mode", group=IMAGES, type=click.Choice(MODES), default="center_crop",
            help="How an image becomes SIZE x SIZE: crop the centre, resize (aspect not kept), "
            "letterbox, or a random resized crop."),
+    option("--on-damaged", group=IMAGES, type=click.Choice(["keep", "drop"]), default="keep",
+           help="Images that decode with warnings (corrupt data, stray bytes between "
+           "markers): keep them, their warnings column saying what, or drop them as damaged. "
+           "Truncated and undecodable files are always dropped."),
     option("--drop-if", group=CONSENT, multiple=True, metavar="COLUMN=VALUE[:REASON]",
            show_default="is_public=false:not_public, opt_out=true:opt_out",
            help="Consent rule, repeatable: drop a record whose metadata COLUMN is VALUE "

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fastprep import _core
@@ -145,14 +146,57 @@ def atomic_tar(table: pa.Table, path: str, image_column: str) -> None:
     atomic(path, write)
 
 
+def run_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for every staged part of a run. Source metadata may change
+    type between batches (``"is_public": "false"`` in one sidecar, booleans
+    in another): numbers widen as Arrow promotes them, and a column whose
+    types cannot merge becomes text (JSON spellings), never a crash."""
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    types: dict[str, list[pa.DataType]] = {}
+    for schema in schemas:
+        for f in schema:
+            types.setdefault(f.name, []).append(f.type)
+    fields = []
+    for name, found in types.items():
+        try:
+            merged = pa.unify_schemas(
+                [pa.schema([(name, t)]) for t in found], promote_options="permissive"
+            ).field(name)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            merged = pa.field(name, pa.string())
+        fields.append(merged)
+    return pa.schema(fields)
+
+
+def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as text: Arrow's own cast where it has one, else JSON."""
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+        values = column.to_pylist()
+        return pa.array(
+            [None if v is None else json.dumps(v, default=str) for v in values], pa.string()
+        )
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """`table` with `schema`'s columns in its order, nulls where missing."""
-    columns = [
-        table.column(f.name).cast(f.type)
-        if f.name in table.schema.names
-        else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
+    """`table` with `schema`'s columns in its order, nulls where missing
+    (text where :func:`run_schema` made a column text)."""
+    columns = []
+    for f in schema:
+        if f.name not in table.schema.names:
+            columns.append(pa.nulls(table.num_rows, f.type))
+            continue
+        column = table.column(f.name)
+        if column.type == f.type:
+            columns.append(column)
+        elif pa.types.is_string(f.type):
+            columns.append(_as_text(column))
+        else:
+            columns.append(column.cast(f.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -60,7 +60,9 @@ STATE_SCHEMA = pa.schema(
 
 #: Columns prep computes itself: a source that has them (a prep output read
 #: again, e.g. its WebDataset JSON) has them recomputed, not duplicated.
-RECOMPUTED = ("xxh3_128", "pdq", "pdq_quality", "hashtags", "labels", "num_labels")
+RECOMPUTED = (
+    "xxh3_128", "pdq", "pdq_quality", "hashtags", "labels", "num_labels", "warnings",
+)  # fmt: skip
 
 
 def as_batch(data: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
@@ -109,9 +111,15 @@ class PartResult:
 
 
 def process_part(
-    batch: pa.RecordBatch, stage: ImageStage, normalizer: HashtagNormalizer, consent_rules: tuple
+    batch: pa.RecordBatch,
+    stage: ImageStage,
+    normalizer: HashtagNormalizer,
+    consent_rules: tuple,
+    on_damaged: str = "keep",
 ) -> tuple[pa.Table | None, pa.Table]:
-    """One source batch -> (staged records or None, dropped records)."""
+    """One source batch -> (staged records or None, dropped records). Images
+    that decoded with warnings are dropped as ``damaged`` when
+    ``on_damaged="drop"``, else kept with their ``warnings``."""
     reasons = consent_reasons(batch, consent_rules)
     if "record_error" in batch.schema.names:
         # Unreadable metadata (consent unknown: never kept blind) or an
@@ -142,6 +150,12 @@ def process_part(
     why = [decode_reason(e, k) for e, k in zip(bad.column("error").to_pylist(), kinds)]
     drops.append(drop_table(bad.column("key"), bad.column("source"), why))
     ok = processed.filter(pc.invert(failed))
+    if on_damaged == "drop" and "warnings" in ok.schema.names:
+        damaged = pc.is_valid(ok.column("warnings"))
+        hurt = ok.filter(damaged)
+        why = [f"damaged: {', '.join(w)}" for w in hurt.column("warnings").to_pylist()]
+        drops.append(drop_table(hurt.column("key"), hurt.column("source"), why))
+        ok = ok.filter(pc.invert(damaged))
     if ok.num_rows == 0:
         return None, pa.concat_tables(drops)
     table = pa.Table.from_batches([ok]).append_column("hashtags", hashtag_stage(ok, normalizer))
@@ -170,7 +184,7 @@ def _staged_or_done(context: PassContext, part: int, batch: pa.RecordBatch):
     )  # fmt: skip
     batch, account_drops = account_consent(batch, settings)  # before any decoding
     staged, dropped = process_part(
-        batch, stage, settings.hashtag_normalizer, settings.consent_rules
+        batch, stage, settings.hashtag_normalizer, settings.consent_rules, settings.on_damaged
     )
     if account_drops is not None:
         dropped = pa.concat_tables([account_drops, dropped])
@@ -257,12 +271,13 @@ def write_planned_shard(context: WriteContext, plan: ShardPlan) -> dict:
     """One final shard: the planned pieces, labelled, in the sink's format."""
     name = context.spec.shard_name(plan.index)
     path = os.path.join(context.out, name)
-    # The shard's privacy counts are staged before it is written: a resumed
-    # run that keeps the shard reads them back.
+    # The shard's privacy and damage counts are staged before it is written:
+    # a resumed run that keeps the shard reads them back.
     stats_path = os.path.join(context.out, "_staging", name + ".privacy.json")
     if context.resume and os.path.exists(path) and os.path.exists(stats_path):
         with open(stats_path, encoding="utf-8") as f:
-            return {"file": name, "records": plan.records, "privacy": json.load(f)}
+            saved = json.load(f)
+        return {"file": name, "records": plan.records, **saved}
     vocab = _vocabulary(context.vocab_json)
     tables = []
     for piece in plan.pieces:
@@ -274,9 +289,23 @@ def write_planned_shard(context: WriteContext, plan: ShardPlan) -> dict:
     if "faces" in stats:
         keys = table.column("key").to_pylist()
         stats["faces"]["examples"] = [k for k, b in zip(keys, boxes) if b][:4]
-    atomic_json(stats, stats_path)
+    saved = {"privacy": stats, "damaged": damaged_counts(table)}
+    atomic_json(saved, stats_path)
     write_shard(table, path, context.spec, context.num_threads, list(vocab.tags))
-    return {"file": name, "records": plan.records, "privacy": stats}
+    return {"file": name, "records": plan.records, **saved}
+
+
+def damaged_counts(table: pa.Table) -> dict[str, int]:
+    """Written records per decoder warning (a record may carry several)."""
+    if "warnings" not in table.schema.names or not pa.types.is_list(
+        table.schema.field("warnings").type
+    ):
+        return {}
+    warnings = pc.list_flatten(table.column("warnings"))
+    if len(warnings) == 0:
+        return {}
+    counts = pc.value_counts(warnings).to_pylist()
+    return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
 
 
 # ---------------------------------------------------------------------- eval set

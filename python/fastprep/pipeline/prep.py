@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -37,7 +38,13 @@ from fastprep.errors import OutputExistsError, SettingsError
 from fastprep.hashtags import HashtagCounts, Vocabulary, build_vocabulary, save_vocabulary
 from fastprep.pipeline.decisions import Decision, Decisions, decide, shard_plan
 from fastprep.pipeline.engine import Engine
-from fastprep.pipeline.io import arrow_schema, atomic_json, atomic_parquet, read_arrow
+from fastprep.pipeline.io import (
+    arrow_schema,
+    atomic_json,
+    atomic_parquet,
+    read_arrow,
+    run_schema,
+)
 from fastprep.pipeline.local import LocalEngine
 from fastprep.pipeline.outputs import (
     DROP_SCHEMA,
@@ -331,7 +338,7 @@ class _Job:
         context = WriteContext(
             self.out,
             tuple(first.parts),
-            pa.unify_schemas([arrow_schema(p) for p in first.parts]),
+            run_schema([arrow_schema(p) for p in first.parts]),
             self.settings.shards,
             vocab.to_json(),
             self.resume,
@@ -376,6 +383,7 @@ class _Job:
             row_group_size=self.settings.row_group_size,
             extra={"resume_settings": self.record, "engine": self.engine.describe()},
         )
+        manifest["damaged"] = damaged_totals(shards, self.settings.on_damaged)
         return manifest
 
     def report(self, manifest, first, state, decisions, num_labels, counts, vocab) -> str | None:
@@ -431,6 +439,16 @@ class _Job:
 
         add_report_section(path, self.out, manifest)
         return os.path.relpath(path, self.out)
+
+
+def damaged_totals(shards: list[dict], policy: str) -> dict:
+    """The manifest's ``damaged`` section: written records that decoded with
+    warnings, by warning, and the policy (with ``drop`` they are counted
+    under ``totals.dropped.damaged`` instead)."""
+    by_warning: Counter = Counter()
+    for shard in shards:
+        by_warning.update(shard.get("damaged") or {})
+    return {"policy": policy, "written_with_warnings": dict(sorted(by_warning.items()))}
 
 
 def _stage_numbered(context: PassContext, numbered: tuple[int, Any]) -> PartResult:

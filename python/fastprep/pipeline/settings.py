@@ -23,6 +23,10 @@ REDACT_KINDS = ("mentions", "emails", "phones", "urls")
 FACE_MODES = ("blur", "pixelate")
 
 IMAGE_FORMATS = ("tensor", "jpeg", "webp")
+#: What prep does with images that decode with warnings (corrupt entropy
+#: data, stray bytes between markers): keep them (their ``warnings`` column
+#: says what was wrong) or drop them as ``damaged``.
+DAMAGED_POLICIES = ("keep", "drop")
 SINKS = ("parquet", "arrow", "webdataset")
 SHARD_SUFFIX = {"parquet": "parquet", "arrow": "arrow", "webdataset": "tar"}
 IMAGE_COLUMN = {"tensor": "pixels", "jpeg": "jpg", "webp": "webp"}
@@ -66,7 +70,8 @@ class PrepSettings:
     (``opt_out_hashes``: hex xxh3-128 or PDQ, ``opt_out_radius``), the
     vocabulary (``normalizer``, ``top_k``, ``min_count``,
     ``drop_unlabeled``), consent (``consent_rules``, checked before any
-    decoding), reading (``batch_size``, ``source_options`` for Parquet
+    decoding), damaged images (``on_damaged``: ``keep`` them with their
+    ``warnings``, or ``drop`` them as ``damaged``), reading (``batch_size``, ``source_options`` for Parquet
     column names and ``absolute_paths``) and ``hf_datasets`` (shards in the
     layout Hugging Face ``datasets`` loads: :mod:`fastprep.pipeline.hf`). How and where it runs (threads, engine, resume, report,
     progress) is not a setting: outputs do not depend on it.
@@ -102,6 +107,7 @@ class PrepSettings:
     blur_faces: str | None = None
     absolute_sources: bool = False
     hf_datasets: bool = False
+    on_damaged: str = "keep"
 
     def __post_init__(self) -> None:
         # Normalised once, so equal settings compare (and record) equal.
@@ -162,6 +168,7 @@ class PrepSettings:
             else DEFAULT_RULES,
             batch_size=args.batch_size,
             hf_datasets=bool(getattr(args, "hf_datasets", False)),
+            on_damaged=getattr(args, "on_damaged", "keep"),
             source_options={
                 "image_column": args.image_column,
                 "caption_column": args.caption_column,
@@ -192,6 +199,10 @@ class PrepSettings:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 256:
                 raise SettingsError(f"{name} is a PDQ radius within 0-256 bits, got {value}")
+        if self.on_damaged not in DAMAGED_POLICIES:
+            raise SettingsError(
+                f"on_damaged must be one of {DAMAGED_POLICIES}, got {self.on_damaged!r}"
+            )
         if self.blur_faces is not None and self.blur_faces not in FACE_MODES:
             raise SettingsError(f"blur_faces must be one of {FACE_MODES}, got {self.blur_faces!r}")
         if (self.opt_out_accounts or self.accounts) and not self.account_column:

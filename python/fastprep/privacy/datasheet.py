@@ -81,6 +81,34 @@ def _md(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _eval_check(manifest: dict) -> str:
+    """Which eval set the leak check ran against, and how many records it
+    dropped (an eval set given in memory has no path in the settings)."""
+    settings = manifest.get("settings", {})
+    if settings.get("eval_source"):
+        against = f"`{os.path.basename(str(settings['eval_source']).rstrip('/'))}`"
+    elif (manifest.get("tables") or {}).get("eval_leaks"):
+        against = "an eval set given in memory"
+    else:
+        return "none"
+    leaks = manifest["totals"].get("dropped", {}).get("eval_leak", 0)
+    return (
+        f"against {against} within {settings.get('eval_radius')} bits: "
+        f"{leaks} record(s) dropped as leaks"
+    )
+
+
+def _damaged_line(manifest: dict) -> str:
+    """What was done with images that decoded with warnings."""
+    damaged = manifest.get("damaged") or {}
+    if damaged.get("policy") == "drop":
+        dropped = manifest["totals"].get("dropped", {}).get("damaged", 0)
+        return f"- Damaged images (decoded with warnings): dropped, {dropped} record(s)."
+    kept = damaged.get("written_with_warnings") or {}
+    detail = ", ".join(f"{k}: {v}" for k, v in kept.items()) or "none"
+    return f"- Damaged images (decoded with warnings): kept, flagged in `warnings` ({detail})."
+
+
 def datasheet_text(manifest: dict) -> str:
     """The datasheet as Markdown, from the manifest alone."""
     totals = manifest["totals"]
@@ -150,15 +178,14 @@ def datasheet_text(manifest: dict) -> str:
             else f"{faces['mode']} ({faces['detector']}): {faces['boxes']} box(es) "
             f"in {faces['images']} image(s)"
         ),
-        f"- Near-duplicates: PDQ within {settings.get('dedup_radius')} bits "
-        f"(min quality {settings.get('min_quality')}), exact copies by xxh3-128.",
-        "- Eval-set leak check: "
-        + (
-            f"against `{os.path.basename(str(settings.get('eval_source')).rstrip('/'))}` "
-            f"within {settings.get('eval_radius')} bits"
-            if settings.get("eval_source")
-            else "none"
+        (
+            f"- Near-duplicates: PDQ within {settings.get('dedup_radius')} bits "
+            f"(min quality {settings.get('min_quality')}), exact copies by xxh3-128."
+            if settings.get("dedup_radius") is not None
+            else "- Near-duplicates: off; exact copies by xxh3-128."
         ),
+        "- Eval-set leak check: " + _eval_check(manifest),
+        _damaged_line(manifest),
         "",
         "## Distribution",
         "",

@@ -113,7 +113,7 @@ def render_page(
     context["coverage"] = sections.coverage(coverage, figs, mpl)
     context["provenance"] = sections.provenance(manifest, provenance)
     context["images"] = sections.images(images, figs, mpl)
-    context["damaged"] = sections.damaged(dropped)
+    context["damaged"] = sections.damaged(dropped, manifest)
     context["clusters"] = sections.clusters(clusters, figs)
     context["leaks"] = sections.leaks(leaks, leak_pairs, figs)
     present = {k for k in ("samples", "images", "damaged") if context[k]}

@@ -49,7 +49,7 @@ _MAX_STRIP_MEMBERS = 10
 _MAX_DAMAGED = 50
 
 #: Drop reasons that mean the file itself is damaged or was refused unread.
-DAMAGED_REASONS = ("decode_error", "too_large", "bad_metadata", "source_error")
+DAMAGED_REASONS = ("decode_error", "too_large", "bad_metadata", "source_error", "damaged")
 #: Drop reasons of consent and takedowns.
 CONSENT_REASONS = ("not_public", "opt_out", "opt_out_list")
 
@@ -403,11 +403,13 @@ def images(props: dict | None, figs: Figures, mpl: Any) -> dict | None:
 # damaged and refused files
 
 
-def damaged(dropped: pa.Table | None) -> dict | None:
+def damaged(dropped: pa.Table | None, manifest: dict | None = None) -> dict | None:
     """The first records dropped for what their file (or sidecar) is, with
-    the reason; the full list is ``dropped.parquet``."""
+    the reason; the full list is ``dropped.parquet``. With the manifest,
+    also the written records that decoded with warnings (``on_damaged=keep``)."""
     if dropped is None:
         return None
+    kept = ((manifest or {}).get("damaged") or {}).get("written_with_warnings") or {}
     reasons = dropped.column("reason").to_pylist()
     rows = [
         i for i, r in enumerate(reasons) if r is not None and r.split(":")[0] in DAMAGED_REASONS
@@ -424,7 +426,12 @@ def damaged(dropped: pa.Table | None) -> dict | None:
         for i in rows[:_MAX_DAMAGED]
     ]
     kinds = Counter(reasons[i].split(":")[0] for i in rows)
-    return {"total": len(rows), "rows": shown, "kinds": sorted(kinds.items())}
+    return {
+        "total": len(rows),
+        "rows": shown,
+        "kinds": sorted(kinds.items()),
+        "kept_warnings": sorted(kept.items()),
+    }
 
 
 # ---------------------------------------------------------------------------
