@@ -184,7 +184,10 @@ def test_account_opt_out_drops_every_record_of_the_account_before_decoding(tmp_p
 
 
 def test_account_level_rules_from_an_accounts_table(tmp_path):
-    src = make_corpus(tmp_path / "src")
+    private = {s for i, s in enumerate(STEMS) if i % 3 == 0}  # account u0
+    # The private account's images (but one) are not even images: a decode would fail.
+    broken = sorted(private)[:-1]
+    src = make_corpus(tmp_path / "src", broken=broken)
     table = tmp_path / "accounts.csv"
     table.write_text("user,is_private\nu0,true\nu1,false\n")
     rule = fp.pipeline.stages.ConsentRule.parse("account.is_private=true:account_private")
@@ -192,7 +195,12 @@ def test_account_level_rules_from_an_accounts_table(tmp_path):
         str(src), tmp_path / "out",
         settings(accounts=str(table), consent_rules=(*fp.pipeline.stages.DEFAULT_RULES, rule)),
     )  # fmt: skip
-    assert result.manifest["totals"]["dropped"]["account_private"] == 4  # u0: records 0, 3, 6, 9
+    assert result.manifest["totals"]["dropped"]["account_private"] == len(private)
+    dropped = pq.read_table(tmp_path / "out" / "dropped.parquet").to_pylist()
+    reasons = {d["key"]: d["reason"] for d in dropped}
+    assert {k for k, r in reasons.items() if r == "account_private"} == private
+    assert all(reasons[k] == "account_private" for k in broken), "dropped by the rule"
+    assert "decode_error" not in result.manifest["totals"]["dropped"], "never decoded"
     assert {r["user"] for r in rows(tmp_path / "out")} == {"u1", "u2"}
     assert not any(n.startswith("account.") for n in pq.read_schema(
         tmp_path / "out" / "shard-00000.parquet").names)  # fmt: skip
@@ -245,6 +253,8 @@ def test_forget_equals_a_fresh_run_without_the_records(
     before = {p.name: p.read_bytes() for p in out.glob("shard-*")}
     held = {r["key"]: s["file"] for s in json.loads((out / "manifest.json").read_text())["outputs"]
             for r in pq.read_table(out / s["file"]).to_pylist()}  # fmt: skip
+    vocab_before = (out / "vocab.json").read_bytes()
+    labels_before = {r["key"]: r["labels"] for r in rows(out)}
     if interrupted:
         real, calls = forget_module._step, []
 
@@ -266,6 +276,12 @@ def test_forget_equals_a_fresh_run_without_the_records(
     fresh = tmp_path / "fresh"
     prep(str(fresh_src), fresh, settings())
     _same_as_fresh(out, fresh)
+    # Vocabulary ids stay stable: vocab.json is untouched and every remaining
+    # record keeps its label ids (not only its tag names).
+    assert (out / "vocab.json").read_bytes() == vocab_before
+    left = {r["key"]: r["labels"] for r in rows(out)}
+    assert set(left) == set(labels_before) - erased
+    assert left == {k: labels_before[k] for k in left}
     touched = {held[k] for k in erased}
     for name, data in before.items():
         if name not in touched:
@@ -382,6 +398,52 @@ def test_face_blurring_changes_pixels_only_inside_detected_boxes(tmp_path):
     assert "obfuscated example" in (tmp_path / "blur" / "report.html").read_text()
 
 
+def test_face_pixelation_changes_pixels_only_inside_detected_boxes_into_blocks(tmp_path):
+    pytest.importorskip("skimage")
+    from fastprep.privacy.faces import detect_faces
+
+    src = make_corpus(tmp_path / "src", ["astronaut_portrait", "grace_hopper", "coins_pompeii"])
+    prep(str(src), tmp_path / "plain", settings(size=224, records_per_shard=10))
+    pixelated = prep(str(src), tmp_path / "pix", settings(size=224, records_per_shard=10,
+                                                          blur_faces="pixelate"))  # fmt: skip
+    a = {r["key"]: r for r in rows(tmp_path / "plain")}
+    b = {r["key"]: r for r in rows(tmp_path / "pix")}
+    cells_checked = 0
+    for key in a:
+        before = np.array(a[key]["pixels"], np.uint8).reshape(224, 224, 3)
+        after = np.array(b[key]["pixels"], np.uint8).reshape(224, 224, 3)
+        inside = np.zeros((224, 224), bool)
+        boxes = detect_faces(before)
+        for top, left, h, w in boxes:
+            inside[top : top + h, left : left + w] = True
+        diff = (before != after).any(axis=2)
+        assert not (diff & ~inside).any(), f"{key}: pixels changed outside the boxes"
+        assert b[key]["faces"] == len(boxes)
+        if boxes:
+            assert diff[inside].mean() > 0.5, f"{key}: the face is obfuscated"
+        for n, (top, left, h, w) in enumerate(boxes):
+            others = np.zeros((224, 224), bool)  # cells another box also covers are skipped
+            for t2, l2, h2, w2 in boxes[:n] + boxes[n + 1 :]:
+                others[t2 : t2 + h2, l2 : l2 + w2] = True
+            # Cells of side max(2, min(h, w) // 8) from the box's corner: each
+            # becomes one colour, the (rounded) mean of its original pixels.
+            block = max(2, min(h, w) // 8)
+            for y in range(top, top + h, block):
+                for x in range(left, left + w, block):
+                    y1, x1 = min(y + block, top + h), min(x + block, left + w)
+                    if others[y:y1, x:x1].any():
+                        continue
+                    cell, original = after[y:y1, x:x1], before[y:y1, x:x1]
+                    assert (cell == cell[0, 0]).all(), f"{key}: cell at {y},{x} is not one colour"
+                    mean = original.reshape(-1, 3).astype(np.float64).mean(axis=0)
+                    assert np.abs(cell[0, 0].astype(np.float64) - mean).max() <= 0.5 + 1e-9, key
+                    cells_checked += 1
+    assert cells_checked and b["astronaut_portrait"]["faces"] >= 1
+    faces = pixelated.manifest["privacy"]["faces"]
+    assert faces["mode"] == "pixelate"
+    assert faces["boxes"] == sum(r["faces"] for r in b.values()) and faces["examples"]
+
+
 # ---------------------------------------------------------------------- datasheet
 
 
@@ -399,15 +461,35 @@ def _datasheet_numbers(text: str) -> dict:
     }
 
 
+def _section(text: str, heading: str) -> str:
+    """The body of the datasheet's ``## <heading>`` section."""
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _md_table(section: str) -> dict[str, str]:
+    """The two-column Markdown table of a section, as ``{first: second}``."""
+    found = re.findall(r"^\| (.+?) \| (.*?) \|$", section, re.M)
+    return {a.replace("\\|", "|"): b.replace("\\|", "|") for a, b in found[2:]}
+
+
+EVAL = Path(fp.__file__).parent / "sample_data" / "eval"
+
+
 def test_the_datasheet_numbers_equal_the_manifest(tmp_path):
     src = make_corpus(tmp_path / "src", broken=("fig_bowl",))
     out = tmp_path / "out"
-    prep(str(src), out, settings(opt_out_accounts=("u2",)))
+    # Radii off their defaults, so the datasheet can only have them from the manifest.
+    run = settings(opt_out_accounts=("u2",), eval_source=str(EVAL), eval_radius=24,
+                   dedup_radius=20)  # fmt: skip
+    prep(str(src), out, run)
+    leaked_before = json.loads((out / "manifest.json").read_text())["totals"]["dropped"]
+    assert leaked_before.get("eval_leak", 0) > 0, "the eval set's planted leak is found"
     for _ in range(2):
         manifest = json.loads((out / "manifest.json").read_text())
         text = (out / "datasheet.md").read_text()
         got = _datasheet_numbers(text)
         t = manifest["totals"]
+        conf = manifest["settings"]
         assert got == {
             "input": t["input"], "written": t["written"], "dropped": sum(t["dropped"].values()),
             "erased": t.get("erased", 0), "vocab": manifest["vocabulary"]["size"],
@@ -417,9 +499,60 @@ def test_the_datasheet_numbers_equal_the_manifest(tmp_path):
             assert f"| {kind} | {n} |" in text
         for licence, n in manifest["privacy"]["licenses"].items():
             assert f"| {licence} | {n} |" in text
+        # Sources: the source folder, how `source` paths are written, the licences.
+        collection = _section(text, "Collection process")
+        source = re.search(r"^- Source: `([^`]*)`; `source` paths are written (.+)\.$",
+                           collection, re.M)  # fmt: skip
+        assert source.groups() == (
+            os.path.basename(manifest["source"].rstrip("/")), manifest["privacy"]["sources"],
+        )  # fmt: skip
+        assert source.group(1) == src.name
+        licences = _md_table(_section(text, "Distribution"))
+        assert {k: int(v) for k, v in licences.items()} == manifest["privacy"]["licenses"]
+        # Eval-set leaks: which set, within which radius, how many records dropped.
+        leak = re.search(r"^- Eval-set leak check: against `([^`]*)` within (\d+) bits: "
+                         r"(\d+) record\(s\) dropped as leaks$",
+                         _section(text, "Preprocessing"), re.M)  # fmt: skip
+        assert leak.groups() == (
+            os.path.basename(conf["eval_source"].rstrip("/")), str(conf["eval_radius"]),
+            str(t["dropped"].get("eval_leak", 0)),
+        )  # fmt: skip
+        assert leak.group(1) == EVAL.name
+        near = re.search(r"^- Near-duplicates: PDQ within (\d+) bits \(min quality (\d+)\)",
+                         _section(text, "Preprocessing"), re.M)  # fmt: skip
+        assert near.groups() == (str(conf["dedup_radius"]), str(conf["min_quality"]))
+        # Versions and settings.
+        versions = _section(text, "Versions and settings")
+        listed = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
+        assert versions.strip().splitlines()[0] == f"- fastprep {manifest['fastprep']}, {listed}"
+        table = _md_table(versions)
+        assert table["dedup_radius"] == str(conf["dedup_radius"])
+        assert table["eval_radius"] == str(conf["eval_radius"])
+        assert table["eval_source"] == str(conf["eval_source"])
+        assert set(table) == set(conf) - {"opt_out_hashes"}
         assert html_escape(text.splitlines()[0]) in (out / "report.html").read_text()
-        forget(out, keys=["astronaut_portrait"], reason="why not")
+        # The second pass: after erasing a written record and the leaked (dropped) one.
+        forget(out, keys=["astronaut_portrait", "rocket_launchpad"], reason="why not")
+    assert t["dropped"].get("eval_leak", 0) < leaked_before["eval_leak"], "the leak was erased"
     assert "why not" in text or "why not" in (out / "datasheet.md").read_text()
+
+
+def test_the_datasheet_names_an_eval_set_given_in_memory(tmp_path):
+    from fastprep.pipeline.sources import open_source
+
+    src = make_corpus(tmp_path / "src")
+    out = tmp_path / "out"
+    prep(str(src), out, settings(eval_source=list(open_source(str(EVAL)))))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["eval_source"] is None, "no path to record"
+    line = next(ln for ln in (out / "datasheet.md").read_text().splitlines()
+                if ln.startswith("- Eval-set leak check:"))  # fmt: skip
+    assert line == (
+        "- Eval-set leak check: against an eval set given in memory within "
+        f"{manifest['settings']['eval_radius']} bits: "
+        f"{manifest['totals']['dropped'].get('eval_leak', 0)} record(s) dropped as leaks"
+    )
+    assert manifest["totals"]["dropped"].get("eval_leak", 0) > 0
 
 
 def html_escape(text: str) -> str:
