@@ -22,6 +22,10 @@ environment and this script needs neither fastprep nor pytest for the peers:
   ``os_cache=True``. ``.venv-ffcv``.
 * ``fastprep-loader``: ``fastprep.torch.DataLoader(folder, transform=train(224)
   or evaluate(224), num_workers=threads)``. A venv with fastprep and torch.
+* ``fastprep-store``: ``fastprep.torch.DataLoader(store, ...)`` as
+  ``fastprep-loader``, on a ``fastprep prep`` output folder (``--store DIR``,
+  e.g. a ``store="resized"`` JPEG store written by ``store_table.py``) instead
+  of the ImageFolder: the images are read from the store's shards.
 * ``fastprep-decode``: bare ``fastprep.decode_images`` on each batch's 64 paths
   (random order, one call per batch, ``num_threads``): uint8 ``[64, 224, 224, 3]``
   numpy, no torch. A venv with fastprep.
@@ -42,6 +46,7 @@ times and images/s of the median epoch. CPU pinning is the caller's (see
     .venv-ffcv/bin/python benches/loader_peers.py ffcv --corpus benches/.corpus/imagefolder \\
         --threads 1 --epochs 5            # writes <corpus>.beton first when missing
     .venv-ffcv/bin/python benches/loader_peers.py ffcv-write --corpus ... --beton out.beton
+    .venv/bin/python benches/loader_peers.py fastprep-store --store benches/.corpus/store-s256-q90
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ BATCH = 64
 SIZE = 224
 RESIZE = 256  # eval: shorter side, then the centre 224x224
 EXTENSIONS = (".jpg", ".jpeg", ".JPG", ".JPEG")
-LIBRARIES = ("dali", "ffcv", "fastprep-loader", "fastprep-decode", "torch-pil")
+LIBRARIES = ("dali", "ffcv", "fastprep-loader", "fastprep-store", "fastprep-decode", "torch-pil")
 
 
 def image_folder_samples(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
@@ -285,14 +290,14 @@ def ffcv_epochs(args: argparse.Namespace):
 # -- fastprep and torch ---------------------------------------------------------------
 
 
-def fastprep_loader_epochs(args: argparse.Namespace):
+def fastprep_loader_epochs(args: argparse.Namespace, source: Path | None = None):
     import fastprep
     import torch
     from fastprep.torch import DataLoader, evaluate, train
 
     torch.set_num_threads(1)
     loader = DataLoader(
-        str(args.corpus),
+        str(source or args.corpus),
         batch_size=BATCH,
         shuffle=args.mode == "train",
         drop_last=True,
@@ -305,6 +310,16 @@ def fastprep_loader_epochs(args: argparse.Namespace):
         return sum(check_batch(batch["image"], "chw") for batch in loader)
 
     return epoch, {"version": fastprep.__version__, "layout": "chw"}
+
+
+def fastprep_store_epochs(args: argparse.Namespace):
+    """``fastprep-loader`` on a prep output folder (``--store``) instead of the corpus."""
+    if args.store is None:
+        raise SystemExit("fastprep-store needs --store DIR (a fastprep prep output folder)")
+    if not (args.store / "manifest.json").exists():
+        raise SystemExit(f"{args.store} is not a fastprep prep output (no manifest.json)")
+    epoch, info = fastprep_loader_epochs(args, source=args.store)
+    return epoch, {**info, "store": str(args.store)}
 
 
 def fastprep_decode_epochs(args: argparse.Namespace):
@@ -369,6 +384,7 @@ RUNNERS = {
     "dali": dali_epochs,
     "ffcv": ffcv_epochs,
     "fastprep-loader": fastprep_loader_epochs,
+    "fastprep-store": fastprep_store_epochs,
     "fastprep-decode": fastprep_decode_epochs,
     "torch-pil": torch_pil_epochs,
 }
@@ -390,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--beton", type=Path, default=None, help="FFCV file (default: <corpus>.beton)"
     )
+    parser.add_argument(
+        "--store", type=Path, default=None, help="fastprep-store: a prep output folder"
+    )
     parser.add_argument("--layout", choices=("hwc", "chw"), default=None, help="DALI output layout")
     parser.add_argument(
         "--fast-idct", action="store_true", help="DALI: libjpeg-turbo's fast IDCT (FFCV's default)"
@@ -398,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.corpus = args.corpus.resolve()
+    args.store = args.store.resolve() if args.store is not None else None
     if args.threads < 1:
         parser.error("--threads must be at least 1")
 

@@ -17,7 +17,11 @@ Contenders and the venvs they run in (``--list`` shows them):
 * ``ffcv-t{1,2}``: FFCV 1.0.2, in ``$VENV_FFCV`` (``.venv-ffcv``).
 
 A contender whose venv or library is missing is reported as skipped (with the
-set-up command), never estimated. Peers' venvs: ``bash benches/setup_loader_peers.sh``.
+set-up command), never estimated. Each row also gives the peak RSS of the
+contender's largest process (``os.wait4``'s ``ru_maxrss``: the process itself
+or the largest of the children it reaped, e.g. torch's workers; not their sum).
+``store_table.py`` runs the same contenders on another folder (and on a
+fastprep store) through :func:`run_contenders`. Peers' venvs: ``bash benches/setup_loader_peers.sh``.
 
     python benches/loader_table.py                    # train, every contender
     python benches/loader_table.py --mode both --epochs 10 --json out.json
@@ -34,6 +38,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -68,6 +74,7 @@ CONTENDERS = [
 PROBES = {
     "torch-pil": ("torchvision", "a venv with torch and torchvision (.venv-test)"),
     "fastprep-loader": ("fastprep.torch", "a venv with fastprep, torch and torchvision"),
+    "fastprep-store": ("fastprep.torch", "a venv with fastprep, torch and torchvision"),
     "fastprep-decode": ("fastprep", "scripts/setup.sh (.venv)"),
     "dali": ("nvidia.dali", "bash benches/setup_loader_peers.sh dali"),
     "ffcv": ("ffcv.loader", "bash benches/setup_loader_peers.sh ffcv"),
@@ -136,7 +143,17 @@ def image_folder(envs: dict[str, Path]) -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def run(contender: Contender, envs, corpus: Path, args) -> dict:
+def run(
+    contender: Contender,
+    envs,
+    corpus: Path,
+    args,
+    beton: Path | None = None,
+    store: Path | None = None,
+) -> dict:
+    """One contender in its own process; ``beton`` (FFCV's file, default
+    ``<corpus>.beton``) and ``store`` (fastprep-store's prep output) are passed
+    to the contenders that read them."""
     python = envs[contender.venv] / "bin" / "python"
     prefix = [] if args.no_pin else pin(contender.cores)
     cmd = [
@@ -156,29 +173,67 @@ def run(contender: Contender, envs, corpus: Path, args) -> dict:
         args.current_mode,
         *contender.extra,
     ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
+    if beton is not None and contender.library == "ffcv":
+        cmd += ["--beton", str(beton)]
+    if store is not None and contender.library == "fastprep-store":
+        cmd += ["--store", str(store)]
+    code, stdout, stderr, rss_kb = _run_measured(cmd, args.timeout)
+    if code is None:
         return {"status": "failed", "reason": f"timed out after {args.timeout} s"}
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        return {"status": "failed", "reason": f"exit {proc.returncode}: {tail}"}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if code != 0:
+        tail = (stderr.strip().splitlines() or ["?"])[-1]
+        return {"status": "failed", "reason": f"exit {code}: {tail}"}
+    result = json.loads(stdout.strip().splitlines()[-1])
     result["status"] = "ok"
     result["pinned"] = " ".join(prefix[1:]) if prefix else "no"
+    if rss_kb is not None:
+        result["peak_rss_mb"] = round(rss_kb / 1024, 1)
     return result
+
+
+def _run_measured(cmd: list[str], timeout: float) -> tuple[int | None, str, str, int | None]:
+    """``(exit code or None on timeout, stdout, stderr, peak RSS in KiB)``.
+
+    Reaped with ``os.wait4`` so that the child's own resource usage comes back
+    (``taskset`` execs the runner: same process). Linux reports ``ru_maxrss``
+    in KiB: the child's peak, or that of the largest descendant it reaped.
+    """
+    if not hasattr(os, "wait4"):
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, "", "", None
+        return proc.returncode, proc.stdout, proc.stderr, None
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                proc.returncode = -9  # reaped here: Popen must not wait for it
+                return None, "", "", None
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read(), err.read(), usage.ru_maxrss
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| contender | mode | cores | images/s | images/s/core | epoch s (min-max) | layout | version |",
-        "| --- | --- | ---: | ---: | ---: | --- | --- | --- |",
+        "| contender | mode | cores | images/s | images/s/core | epoch s (min-max) | peak RSS MB "
+        "| layout | version |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | --- | --- |",
     ]
     for row in rows:
         if row["status"] != "ok":
             lines.append(
                 f"| {row['contender']} | {row['mode']} | {row['cores']} | "
-                f"{row['status']}: {row['reason']} | | | | |"
+                f"{row['status']}: {row['reason']} | | | | | |"
             )
             continue
         seconds = row["epoch_seconds"]
@@ -186,9 +241,39 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['contender']} | {row['mode']} | {row['cores']} | {rate:.0f} | "
             f"{rate / row['cores']:.0f} | {min(seconds):.3f}-{max(seconds):.3f} | "
-            f"{row.get('layout', '')} | {row.get('version', '')} |"
+            f"{row.get('peak_rss_mb', '')} | {row.get('layout', '')} | {row.get('version', '')} |"
         )
     return "\n".join(lines)
+
+
+def run_contenders(
+    chosen: list[Contender],
+    envs: dict[str, Path],
+    corpus: Path,
+    args,
+    modes: tuple[str, ...],
+    beton: Path | None = None,
+    store: Path | None = None,
+    tag: str = "loader_table",
+) -> list[dict]:
+    """Every chosen contender in every mode on ``corpus``: one row each
+    (``status`` ok, failed or skipped). ``args`` needs ``epochs``, ``warmup``,
+    ``timeout`` and ``no_pin``; ``current_mode`` is set here."""
+    rows = []
+    for mode in modes:
+        args.current_mode = mode
+        for contender in chosen:
+            base = {"contender": contender.name, "mode": mode, "cores": contender.cores}
+            reason = missing(contender, envs)
+            if reason is not None:
+                row = {**base, "status": "skipped", "reason": reason}
+            else:
+                print(f"[{tag}] {contender.name} ({mode})", file=sys.stderr)
+                row = {**base, **run(contender, envs, corpus, args, beton=beton, store=store)}
+                if row["status"] != "ok":
+                    print(f"[{tag}] {contender.name}: {row['reason']}", file=sys.stderr)
+            rows.append(row)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,20 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
     corpus = image_folder(envs)
     modes = ("train", "eval") if args.mode == "both" else (args.mode,)
-    rows = []
-    for mode in modes:
-        args.current_mode = mode
-        for contender in chosen:
-            base = {"contender": contender.name, "mode": mode, "cores": contender.cores}
-            reason = missing(contender, envs)
-            if reason is not None:
-                row = {**base, "status": "skipped", "reason": reason}
-            else:
-                print(f"[loader_table] {contender.name} ({mode})", file=sys.stderr)
-                row = {**base, **run(contender, envs, corpus, args)}
-                if row["status"] != "ok":
-                    print(f"[loader_table] {contender.name}: {row['reason']}", file=sys.stderr)
-            rows.append(row)
+    rows = run_contenders(chosen, envs, corpus, args, modes)
 
     cpu = platform_cpu()
     print(f"\nLoader, {corpus} ({cpu}), batch 64 uint8, median of {args.epochs} epochs\n")
