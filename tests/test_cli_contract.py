@@ -164,6 +164,10 @@ def test_remote_source_is_one_line_without_traceback(tmp_path):
         (["--opt-out-list", "/nonexistent/list.txt"],
          "cannot read --opt-out-list /nonexistent/list.txt: no such file"),
         (["--eval", "/nonexistent/eval"], "no such source: /nonexistent/eval"),
+        (["--short-side", "256"], "--short-side applies to --store resized"),
+        (["--store", "resized"], "--store resized needs --short-side and/or --max-side"),
+        (["--store", "original", "--quality", "80"],
+         "--quality does not apply to --store original (no re-encoding)"),
     ],
 )  # fmt: skip
 def test_options_that_do_not_apply_are_refused_before_any_work(tmp_path, corpus, options, message):  # noqa: F811
@@ -180,6 +184,28 @@ def test_webdataset_alone_still_writes_jpeg(tmp_path, corpus):  # noqa: F811
                     "--quiet", "--no-report", "--quality", "80")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert list(out.glob("shard-*.tar"))
+
+
+@pytest.mark.parametrize(
+    ("store", "suffix"),
+    [(["--store", "resized", "--short-side", "24", "--sink", "webdataset"], ".jpg"),
+     (["--store", "original", "--sink", "webdataset"], None)],
+)  # fmt: skip
+def test_stores_from_the_command_line(tmp_path, corpus, store, suffix):  # noqa: F811
+    import tarfile
+
+    out = tmp_path / "store"
+    proc = fastprep("prep", str(corpus), "--out", str(out), "--quiet", "--no-report", *store)
+    assert proc.returncode == 0, proc.stderr
+    names = [n for shard in out.glob("shard-*.tar") for n in tarfile.open(shard).getnames()]
+    images = [n for n in names if not n.endswith((".txt", ".json"))]
+    assert images, names
+    if suffix:
+        assert all(n.endswith(suffix) for n in images)
+    else:  # originals keep each source's extension
+        sources = {p.suffix.replace(".jpeg", ".jpg") for p in corpus.iterdir()
+                   if p.suffix not in (".txt", ".json")}  # fmt: skip
+        assert {"." + n.rsplit(".", 1)[1] for n in images} <= sources | {".png"}
 
 
 @pytest.mark.parametrize(

@@ -254,3 +254,26 @@ def test_every_engine_writes_the_same_private_outputs(engine, tmp_path):
     assert result.manifest["privacy"]["redaction"]["counts"]["captions"] > 0
     written = b"".join(p.read_bytes() for p in out.glob("shard-*"))
     assert not any(s.encode() in written for s in SECRETS)
+
+
+@pytest.mark.parametrize(
+    "store",
+    [{"store": "resized", "short_side": 40}, {"store": "original"}],
+    ids=lambda s: s["store"],
+)
+def test_every_engine_writes_the_same_stores(engine, store, tmp_path):
+    """Keep-aspect and original-bytes stores: the same shards on every engine,
+    and the DataLoader reads them back."""
+    options = settings(**store)
+    reference_out = tmp_path / "reference"
+    prep(str(CORPUS), reference_out, options, engine=LocalEngine(num_threads=2), report=False)
+    out = tmp_path / "out"
+    prep(str(CORPUS), out, options, engine=engine, report=False)
+    same_outputs(reference_out, out)
+    torch = pytest.importorskip("torch")
+    from fastprep.torch import DataLoader, train
+
+    written = json.loads((out / "manifest.json").read_text())["totals"]["written"]
+    loader = DataLoader(str(out), batch_size=4, transform=train(24), seed=1, shuffle=True)
+    images = torch.cat([b["image"] for b in loader])
+    assert images.shape == (written, 3, 24, 24) and not loader.errors

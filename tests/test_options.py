@@ -31,6 +31,9 @@ LEGACY_DEFAULTS = {
     "flip_p": 0.5,
     "hashes": (),
     "pixels": True,
+    # keep-aspect sizes (the store issue): off by default
+    "short_side": None,
+    "max_side": None,
 }
 
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastprep.pipeline import folder_source, parquet_source, prep, tar_source
+from fastprep.tensors import nested_shape
 from PIL import Image
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -154,10 +155,12 @@ def check_outcome(out: Path, records: list[dict], result) -> None:
     assert got == fates
     totals = result.manifest["totals"]
     assert totals["input"] == len(records) == totals["written"] + sum(totals["dropped"].values())
-    # Shards read back: fixed-shape pixels, labels as list<int32>.
+    # Shards read back (the default, Hugging Face datasets layout): pixels as
+    # [64][64][3] fixed-size lists, labels as list<int64> class ids.
     table = pa.concat_tables(shards)
-    assert table.column("pixels").type.shape == [64, 64, 3]
-    assert pa.types.is_list(table.column("labels").type)
+    assert nested_shape(table.column("pixels").type) == (64, 64, 3)
+    assert table.column("labels").type == pa.list_(pa.int64())
+    assert all(b"huggingface" in t.schema.metadata for t in shards)
     assert all(n > 0 for n in table.column("num_labels").to_pylist())
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["totals"] == totals
@@ -299,7 +302,8 @@ def test_written_jpegs_carry_no_exif_or_gps(tmp_path):
     assert result.written == 4
     table = pq.read_table(tmp_path / "out" / result.manifest["outputs"][0]["file"])
     assert "pixels" not in table.column_names
-    for data in table.column("jpg").to_pylist():
+    for image in table.column("jpg").to_pylist():
+        data = image["bytes"]  # an HF Image struct (the default layout)
         assert b"Exif" not in data and b"GPS" not in data and b"TestCam" not in data
         img = Image.open(io.BytesIO(data))
         assert img.size == (48, 48) and len(img.getexif()) == 0

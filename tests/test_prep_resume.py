@@ -14,6 +14,7 @@ import pytest
 from fastprep import hash_images
 from fastprep.pipeline import OutputExistsError, ResumeMismatchError, prep
 from fastprep.pipeline.stages import ImageStage
+from fastprep.tensors import nested_shape
 from PIL import Image
 from test_pipeline import corpus_records, write_folder
 
@@ -160,7 +161,11 @@ def test_webp_shards_decode_and_carry_no_metadata(source, tmp_path):
         pq.read_table(tmp_path / "out" / s["file"]) for s in result.manifest["outputs"]
     )
     assert "pixels" not in table.schema.names
-    for blob in table.column("webp").to_pylist():
+    assert table.schema.field("webp").type == pa.struct(
+        [("bytes", pa.binary()), ("path", pa.string())]
+    )
+    for image in table.column("webp").to_pylist():  # HF Image structs (the default layout)
+        blob = image["bytes"]
         assert blob[:4] == b"RIFF" and blob[8:16] == b"WEBPVP8 ", "simple lossy WebP, no VP8X"
         assert b"EXIF" not in blob and b"XMP " not in blob
         with Image.open(io.BytesIO(blob)) as img:
@@ -195,14 +200,22 @@ def test_opt_out_list_matches_re_encoded_copies_by_pdq(source, reference, tmp_pa
         prep(source, tmp_path / "bad", opt_out_hashes=["abc"], **OPTIONS)
 
 
-def test_arrow_sink_holds_the_same_records_as_parquet(source, reference, tmp_path):
-    ref_out, ref_manifest = reference
-    result = prep(source, tmp_path / "out", sink="arrow", **OPTIONS)
+@pytest.mark.parametrize("hf_datasets", [True, False])
+def test_arrow_sink_holds_the_same_records_as_parquet(source, reference, tmp_path, hf_datasets):
+    ref_out, ref_manifest = reference  # the default layout (hf_datasets=True)
+    if not hf_datasets:  # the Arrow-canonical layout, in both sinks
+        ref_out = tmp_path / "reference"
+        ref_manifest = prep(source, ref_out, hf_datasets=False, **OPTIONS).manifest
+    result = prep(source, tmp_path / "out", sink="arrow", hf_datasets=hf_datasets, **OPTIONS)
     assert [s["file"] for s in result.manifest["outputs"]] == [
         s["file"].replace(".parquet", ".arrow") for s in ref_manifest["outputs"]
     ]
     for mine, theirs in zip(result.manifest["outputs"], ref_manifest["outputs"]):
         with pa.memory_map(str(tmp_path / "out" / mine["file"])) as f:
             table = pa.ipc.open_file(f).read_all()
-        assert isinstance(table.schema.field("pixels").type, pa.FixedShapeTensorType)
+        pixels = table.schema.field("pixels").type
+        if hf_datasets:
+            assert nested_shape(pixels) == (48, 48, 3)
+        else:
+            assert isinstance(pixels, pa.FixedShapeTensorType)
         assert table.equals(pq.read_table(ref_out / theirs["file"]))

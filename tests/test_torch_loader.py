@@ -234,7 +234,7 @@ def test_ddp_ranks_get_equal_counts_and_cover_everything(folder_with_corrupt):
             counts.append((len(loader), len(indices)))
             seen.append(indices)
             errors.extend(loader.errors)
-    assert ("03", "unsupported format") in errors
+    assert ("03", 'unsupported format: text starting "not a jpeg at al"') in errors
     assert len(set(counts)) == 1, counts
     assert counts[0] == (2, 4), "10 samples padded to 12, 4 per rank, batches of 2"
     union = set().union(*map(set, seen))
@@ -396,7 +396,9 @@ def test_streamed_tar_shards_split_evenly_shuffle_and_resume(tar_shards):
         assert len(got) == len(loader) == 4, "21 records -> 11 per rank -> 4 batches of 3"
         per_rank_indices.append([i for idx, _ in got for i in idx])
         errors += loader.errors
-    assert errors == [("s1-3", "unsupported format")], "record 10 goes to rank 0"
+    assert errors == [("s1-3", 'unsupported format: text starting "broken"')], (
+        "record 10 goes to rank 0"
+    )
     union = set(per_rank_indices[0]) | set(per_rank_indices[1])
     assert union == set(range(21)) - {10}, "every record reaches a rank; the broken one is replaced"
     assert per_rank_indices[0] != sorted(per_rank_indices[0]), "the buffer shuffles"

@@ -39,6 +39,7 @@ from fastprep.images import (
     hash_images,
     pixels_to_numpy,
     sample_images,
+    strip_metadata,
 )
 from fastprep.options import DecodeOptions
 
@@ -76,4 +77,5 @@ __all__ = [
     "sample_images",
     "sampling_weights",
     "save_vocabulary",
+    "strip_metadata",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "decode_paths",
     "default_num_threads",
     "encode_images",
+    "encode_variable",
     "extract_hashtags",
     "near_duplicate_pairs",
     "normalize_hashtag",
@@ -32,6 +33,7 @@ __all__ = [
     "slot_entries",
     "slot_plan",
     "slot_values",
+    "strip_images",
     "verify_entries",
 ]
 
@@ -63,6 +65,20 @@ def encode_images(
     width: int,
     format: str = "jpeg",
     quality: int = 90,
+    num_threads: int | None = None,
+) -> pa.BinaryArray: ...
+def encode_variable(
+    pixels: pa.ChunkedArray,
+    heights: list[int | None],
+    widths: list[int | None],
+    format: str = "jpeg",
+    quality: int = 90,
+    subsampling: str = "420",
+    num_threads: int | None = None,
+) -> pa.BinaryArray: ...
+def strip_images(
+    images: pa.ChunkedArray,
+    orientations: list[int | None],
     num_threads: int | None = None,
 ) -> pa.BinaryArray: ...
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 #: Column names tried, in order, when a table has several binary columns.
-IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img")
+IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "ppm", "img")
 
 __all__ = [
     "IMAGE_COLUMNS",

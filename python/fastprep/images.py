@@ -15,6 +15,7 @@ from fastprep import options as _options
 from fastprep.arrow_input import as_image_input
 from fastprep.errors import DecodeError
 from fastprep.options import DecodeOptions
+from fastprep.tensors import as_fixed_shape_tensor, nested_shape
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -29,6 +30,7 @@ __all__ = [
     "hash_images",
     "pixels_to_numpy",
     "sample_images",
+    "strip_metadata",
 ]
 
 # Names and limits defined once in the Rust core (see fastprep.options).
@@ -116,6 +118,12 @@ def decode_images(
             record from ``(seed, record index)``.
         resize_shorter: shorter-side length for ``center_crop``; default
             ``round(max(size) * 256 / 224)``.
+        short_side, max_side: keep each image's aspect ratio instead of a
+            fixed size (excludes ``size``): the shorter side becomes
+            ``short_side`` and the longer is capped at ``max_side`` (either
+            may be omitted), as torchvision's ``Resize(short_side,
+            max_size=max_side)`` computes it (the other side truncated to an
+            integer); never upscaled. Variable-size layout.
         filter: one of :data:`FILTERS`; all but ``nearest`` antialias when shrinking.
         apply_orientation: apply the EXIF orientation (JPEG, PNG ``eXIf``, WebP).
         reduced_decode: decode JPEGs in the DCT domain at 1/2, 1/4 or 1/8 scale
@@ -184,12 +192,16 @@ def pixels_to_numpy(batch: Any, column: str = "pixels") -> np.ndarray:
     """View fixed-shape pixels as ``[N, H, W, 3]`` uint8.
 
     ``batch`` is a record batch or table (its ``column``), or the pixel
-    column itself (an ``arrow.fixed_shape_tensor`` Array or ChunkedArray,
-    e.g. read back from a shard). No copy when the pixels are in one chunk:
-    the array shares memory with the Arrow buffer; a column of several
-    chunks is concatenated first. Rows whose ``error`` is set hold zeros.
+    column itself: an ``arrow.fixed_shape_tensor`` Array or ChunkedArray,
+    or the nested fixed-size lists prep's default shards hold (read back
+    from a shard, see :mod:`fastprep.pipeline.hf`). No copy when the pixels
+    are in one chunk: the array shares memory with the Arrow buffer; a
+    column of several chunks is concatenated first. Rows whose ``error`` is
+    set hold zeros.
     """
     pixels = batch.column(column) if isinstance(batch, (pa.RecordBatch, pa.Table)) else batch
+    if nested_shape(pixels.type) is not None:
+        pixels = as_fixed_shape_tensor(pixels)  # the same value buffer
     if isinstance(pixels, pa.ChunkedArray):
         if not isinstance(pixels.type, pa.FixedShapeTensorType):
             raise TypeError("pixels_to_numpy needs a fixed output size (decode with size=...)")
@@ -270,3 +282,33 @@ def sample_images() -> list:
     return sorted(
         str(p) for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}
     )
+
+
+def strip_metadata(
+    images: Any, orientations: Sequence[int | None] | None = None, num_threads: int | None = None
+) -> pa.Array:
+    """Each encoded image without its metadata, losslessly: JPEG, PNG, WebP
+    and GIF are rewritten keeping their compressed pixel data byte for byte
+    (so decoded pixels are identical), BMP, PNM and ICO carry none and come
+    back as they are; null where that is impossible without re-encoding
+    (TIFF) or the data is malformed.
+
+    Kept: what decoding needs, colour profiles (ICC, gamma, sRGB) and the
+    orientation (``orientations``: EXIF values per image, e.g. the
+    ``orientation`` column of :func:`decode_images`), re-stated as a one-tag
+    EXIF block when not 1. Dropped: EXIF (camera, dates, GPS), XMP,
+    IPTC/Photoshop, comments, PNG text chunks, unknown ancillary chunks and
+    bytes after the end of the image.
+    """
+    kind, data = _as_input(images)
+    if kind == "paths":
+        data = [open(path, "rb").read() for path in data]
+    if isinstance(data, list):
+        data = pa.array([bytes(d) for d in data], pa.binary())
+    chunked = data if isinstance(data, pa.ChunkedArray) else pa.chunked_array([data])
+    values = (
+        [None] * len(chunked)
+        if orientations is None
+        else [None if o is None else int(o) for o in orientations]
+    )
+    return _core.strip_images(chunked, values, num_threads)

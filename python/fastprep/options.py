@@ -46,6 +46,11 @@ class DecodeOptions:
     flip_p: float = 0.5
     hashes: Sequence[str] = ()
     pixels: bool = True
+    #: Keep each image's aspect ratio: the shorter side becomes ``short_side``
+    #: (never upscaled) and the longer is capped at ``max_side``; sizes then
+    #: differ per record (the variable-size layout). Both exclude ``size``.
+    short_side: int | None = None
+    max_side: int | None = None
 
     def __post_init__(self) -> None:
         # Tuples, so instances are hashable and compare by value.
@@ -71,7 +76,8 @@ class DecodeOptions:
         return dataclasses.replace(self, **changes)
 
     def output_size(self) -> tuple[int, int] | None:
-        """``(height, width)`` of every output, or None for each image's own size."""
+        """``(height, width)`` of every output, or None when sizes differ
+        per record (each image's own size, or ``short_side``/``max_side``)."""
         if self.size is None:
             return None
         if isinstance(self.size, int):
@@ -116,6 +122,8 @@ class DecodeOptions:
             "flip_p": float(self.flip_p),
             "hashes": [str(h) for h in self.hashes],
             "pixels": bool(self.pixels),
+            "short_side": None if self.short_side is None else int(self.short_side),
+            "max_side": None if self.max_side is None else int(self.max_side),
         }
 
 

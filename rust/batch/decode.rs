@@ -134,8 +134,12 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
                 .collect();
             let mut offsets = Vec::with_capacity(n + 1);
             offsets.push(0i64);
+            let size_of = |d: &Decoded<()>| {
+                let (w, h) = d.result.as_ref().ok().and(d.source_size)?;
+                Some(options.geometry.output_size(w, h))
+            };
             for d in &probed {
-                let (w, h) = d.result.as_ref().ok().and(d.source_size).unwrap_or((0, 0));
+                let (w, h) = size_of(d).unwrap_or((0, 0));
                 offsets.push(offsets[offsets.len() - 1] + i64::from(w) * i64::from(h) * 3);
             }
             let mut data = pixel_buffer(offsets[n] as usize);
@@ -154,7 +158,7 @@ pub fn decode_batch(source: &impl RecordSource, options: &ImageOptions) -> Decod
                     if probed.result.is_err() {
                         return meta(&probed, None);
                     }
-                    let size = probed.source_size;
+                    let size = size_of(&probed);
                     let decoded = decode_record(source, i, options, slot);
                     meta(&decoded, size)
                 })

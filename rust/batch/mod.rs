@@ -8,5 +8,5 @@ mod memory;
 mod source;
 
 pub use decode::{decode_batch, DecodedBatch};
-pub use encode::encode_batch;
+pub use encode::{encode_batch, encode_frames, Frame};
 pub use source::{BytesSource, PathSource, RecordSource};

@@ -12,9 +12,12 @@ use pyo3_arrow::{PyArray, PyChunkedArray, PyRecordBatch};
 
 use super::arrow_input::byte_slices;
 use super::options::PyDecodeOptions;
-use crate::batch::{decode_batch, encode_batch, BytesSource, PathSource, RecordSource};
+use crate::batch::{
+    decode_batch, encode_batch, encode_frames, BytesSource, PathSource, RecordSource,
+};
 use crate::image::{
-    DecodeOptions, EncodeFormat, DEFAULT_MAX_PIXELS, ERROR_KINDS, FILTERS, HASHES, MODES,
+    strip_metadata, DecodeOptions, EncodeFormat, Orientation, DEFAULT_MAX_PIXELS, ERROR_KINDS,
+    FILTERS, HASHES, MODES,
 };
 use crate::pool::run_in_pool;
 
@@ -137,6 +140,90 @@ fn encode_images<'py>(
     py.import("pyarrow")?.getattr("array")?.call1((exported,))
 }
 
+/// Encodes images of differing sizes (`decode_images` with `size=None` or
+/// `short_side`/`max_side`: `large_binary` row-major RGB and each row's
+/// height and width). `subsampling` "444" keeps full JPEG chroma.
+#[pyfunction]
+#[pyo3(signature = (pixels, heights, widths, format="jpeg", quality=90, subsampling="420", num_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn encode_variable<'py>(
+    py: Python<'py>,
+    pixels: PyChunkedArray,
+    heights: Vec<Option<u32>>,
+    widths: Vec<Option<u32>>,
+    format: &str,
+    quality: u8,
+    subsampling: &str,
+    num_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let format = EncodeFormat::from_name(format)?;
+    let full_chroma = match subsampling {
+        "420" => false,
+        "444" => true,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "subsampling must be '420' or '444', got {other:?}"
+            )))
+        }
+    };
+    let slices = byte_slices(pixels.chunks())?;
+    if slices.len() != heights.len() || slices.len() != widths.len() {
+        return Err(PyValueError::new_err(
+            "pixels, heights and widths differ in length",
+        ));
+    }
+    let frames: Vec<_> = slices
+        .iter()
+        .zip(heights.iter().zip(&widths))
+        .map(|(rgb, (h, w))| Some(((*rgb)?, (*w)?, (*h)?)))
+        .collect();
+    let encoded = py.detach(|| {
+        run_in_pool(num_threads, || {
+            encode_frames(&frames, format, quality, full_chroma)
+        })
+    });
+    let array = BinaryArray::from_iter(encoded.iter().map(|e| e.as_deref()));
+    let exported = PyArray::from_array_ref(std::sync::Arc::new(array)).into_pyobject(py)?;
+    py.import("pyarrow")?.getattr("array")?.call1((exported,))
+}
+
+/// Each image without its metadata, losslessly (see the core's
+/// `strip_metadata`), re-stating `orientations` (EXIF values, 1 for none);
+/// null where that is impossible without re-encoding (TIFF) or the data is
+/// malformed.
+#[pyfunction]
+#[pyo3(signature = (images, orientations, num_threads=None))]
+fn strip_images<'py>(
+    py: Python<'py>,
+    images: PyChunkedArray,
+    orientations: Vec<Option<u8>>,
+    num_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use rayon::prelude::*;
+
+    let slices = byte_slices(images.chunks())?;
+    if slices.len() != orientations.len() {
+        return Err(PyValueError::new_err(
+            "images and orientations differ in length",
+        ));
+    }
+    let stripped: Vec<Option<Vec<u8>>> = py.detach(|| {
+        run_in_pool(num_threads, || {
+            slices
+                .par_iter()
+                .zip(orientations.par_iter())
+                .map(|(data, o)| {
+                    let o = Orientation::from_exif(u16::from(o.unwrap_or(1)));
+                    strip_metadata((*data)?, o)
+                })
+                .collect()
+        })
+    });
+    let array = BinaryArray::from_iter(stripped.iter().map(|e| e.as_deref()));
+    let exported = PyArray::from_array_ref(std::sync::Arc::new(array)).into_pyobject(py)?;
+    py.import("pyarrow")?.getattr("array")?.call1((exported,))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     // The names and limits `fastprep.images` and `fastprep.options` check
@@ -148,6 +235,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_MAX_PIXELS", DEFAULT_MAX_PIXELS)?;
     m.add_function(wrap_pyfunction!(check_decode_options, m)?)?;
     m.add_function(wrap_pyfunction!(encode_images, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_variable, m)?)?;
+    m.add_function(wrap_pyfunction!(strip_images, m)?)?;
     m.add_function(wrap_pyfunction!(decode_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(decode_paths, m)?)?;
     m.add_function(wrap_pyfunction!(decode_arrow, m)?)?;

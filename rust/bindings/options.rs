@@ -22,6 +22,8 @@ pub struct PyDecodeOptions {
     flip_p: f64,
     hashes: Vec<String>,
     pixels: bool,
+    short_side: Option<u32>,
+    max_side: Option<u32>,
 }
 
 impl From<PyDecodeOptions> for DecodeOptions {
@@ -42,6 +44,8 @@ impl From<PyDecodeOptions> for DecodeOptions {
             flip_p: o.flip_p,
             hashes: o.hashes,
             pixels: o.pixels,
+            short_side: o.short_side,
+            max_side: o.max_side,
         }
     }
 }

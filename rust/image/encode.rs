@@ -53,6 +53,17 @@ pub fn encode_jpeg(
     height: u32,
     quality: u8,
 ) -> Result<Vec<u8>, EncodeError> {
+    encode_jpeg_sampled(rgb, width, height, quality, false)
+}
+
+/// Encodes packed RGB8 as a baseline JPEG, chroma 4:4:4 (`full_chroma`) or 4:2:0.
+pub fn encode_jpeg_sampled(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+    full_chroma: bool,
+) -> Result<Vec<u8>, EncodeError> {
     check_rgb(rgb, width, height)?;
     // SAFETY: plain constructor; null means out of memory.
     let handle = Compressor(unsafe { tj::tj3Init(tj::TJINIT_TJINIT_COMPRESS as i32) });
@@ -70,7 +81,15 @@ pub fn encode_jpeg(
             tj::TJPARAM_TJPARAM_QUALITY as i32,
             i32::from(quality.clamp(1, 100)),
         ) == 0
-            && tj::tj3Set(h, tj::TJPARAM_TJPARAM_SUBSAMP as i32, tj::TJSAMP_TJSAMP_420) == 0
+            && tj::tj3Set(
+                h,
+                tj::TJPARAM_TJPARAM_SUBSAMP as i32,
+                if full_chroma {
+                    tj::TJSAMP_TJSAMP_444
+                } else {
+                    tj::TJSAMP_TJSAMP_420
+                },
+            ) == 0
             && tj::tj3Compress8(
                 h,
                 rgb.as_ptr(),
@@ -129,6 +148,9 @@ pub enum EncodeFormat {
     Webp,
     /// Lossless; `quality` is ignored.
     Png,
+    /// Raw pixels behind a binary PPM (P6) header: no compression at all,
+    /// yet self-describing (every image library reads it); `quality` is ignored.
+    Ppm,
 }
 
 impl EncodeFormat {
@@ -137,8 +159,9 @@ impl EncodeFormat {
             "jpeg" => Ok(EncodeFormat::Jpeg),
             "webp" => Ok(EncodeFormat::Webp),
             "png" => Ok(EncodeFormat::Png),
+            "ppm" => Ok(EncodeFormat::Ppm),
             other => Err(CoreError::InvalidArgument(format!(
-                "format must be 'jpeg', 'webp' or 'png', got {other:?}"
+                "format must be 'jpeg', 'webp', 'png' or 'ppm', got {other:?}"
             ))),
         }
     }
@@ -156,7 +179,18 @@ pub fn encode(
         EncodeFormat::Jpeg => encode_jpeg(rgb, width, height, quality),
         EncodeFormat::Webp => encode_webp(rgb, width, height, quality),
         EncodeFormat::Png => encode_png(rgb, width, height),
+        EncodeFormat::Ppm => encode_ppm(rgb, width, height),
     }
+}
+
+/// Packed RGB8 behind a P6 header (`P6\nW H\n255\n`).
+pub fn encode_ppm(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, EncodeError> {
+    check_rgb(rgb, width, height)?;
+    let header = format!("P6\n{width} {height}\n255\n");
+    let mut out = Vec::with_capacity(header.len() + rgb.len());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(rgb);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -219,6 +253,11 @@ mod tests {
     fn png_is_lossless() {
         let rgb = gradient();
         let png = encode(&rgb, W, H, EncodeFormat::Png, 1).unwrap();
+        let ppm = encode(&rgb, W, H, EncodeFormat::Ppm, 1).unwrap();
+        let back = crate::image::decode(&ppm, &Default::default(), 0)
+            .result
+            .unwrap();
+        assert_eq!(back.data, rgb, "PPM round-trips exactly");
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
         assert_eq!(decoded_error(&png, &rgb), 0.0);
         assert!(encode_png(&rgb, W, H + 1).is_err());

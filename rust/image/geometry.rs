@@ -59,6 +59,10 @@ pub fn plan(geometry: &Geometry, width: u32, height: u32, record_index: u64) -> 
     };
     match *geometry {
         Geometry::Original => simple(full, width, height, false),
+        Geometry::KeepAspect { shorter, longer } => {
+            let (w, h) = keep_aspect_size(width, height, shorter, longer);
+            simple(full, w, h, false)
+        }
         Geometry::Resize {
             height: oh,
             width: ow,
@@ -111,6 +115,33 @@ pub fn plan(geometry: &Geometry, width: u32, height: u32, record_index: u64) -> 
             let flip = rng.next_f64() < flip_p;
             simple(crop, ow, oh, flip)
         }
+    }
+}
+
+/// A keep-aspect output size (width, height): the shorter side becomes
+/// `shorter` when that shrinks it, the longer side then `int(shorter * long /
+/// short)` (torchvision's `Resize` rounding); a longer side over `longer` is
+/// capped to it, the shorter becoming `int(longer * short / long)` (as
+/// torchvision's `max_size`). Never upscales; never below 1 pixel.
+pub fn keep_aspect_size(
+    width: u32,
+    height: u32,
+    shorter: Option<u32>,
+    longer: Option<u32>,
+) -> (u32, u32) {
+    let (short, long) = (u64::from(width.min(height)), u64::from(width.max(height)));
+    let (mut s, mut l) = (short, long);
+    if let Some(target) = shorter.map(u64::from).filter(|&t| t < short) {
+        (s, l) = (target, target * long / short);
+    }
+    if let Some(cap) = longer.map(u64::from).filter(|&c| c < l) {
+        (s, l) = (cap * s / l, cap);
+    }
+    let (s, l) = (s.max(1) as u32, l.max(1) as u32);
+    if width <= height {
+        (s, l)
+    } else {
+        (l, s)
     }
 }
 
@@ -215,6 +246,23 @@ impl SplitMix64 {
 
 #[cfg(test)]
 mod tests {
+    use super::keep_aspect_size;
+
+    #[test]
+    fn keep_aspect_follows_torchvision_and_never_upscales() {
+        // Resize(256) of 500x375: 341x256 (int() of 341.33).
+        assert_eq!(keep_aspect_size(500, 375, Some(256), None), (341, 256));
+        assert_eq!(keep_aspect_size(375, 500, Some(256), None), (256, 341));
+        // Already small enough: unchanged.
+        assert_eq!(keep_aspect_size(200, 150, Some(256), None), (200, 150));
+        // max_size: 1000x100 to short 256 would be 2560 long; capped at 512.
+        assert_eq!(keep_aspect_size(1000, 100, Some(256), Some(512)), (512, 51));
+        // Only a cap (FFCV's max_resolution).
+        assert_eq!(keep_aspect_size(1080, 1350, None, Some(512)), (409, 512));
+        assert_eq!(keep_aspect_size(300, 200, None, Some(512)), (300, 200));
+        // Extreme aspect: never below one pixel.
+        assert_eq!(keep_aspect_size(10_000, 1, None, Some(100)), (100, 1));
+    }
     use super::*;
 
     #[test]

@@ -14,9 +14,12 @@ mod orientation;
 mod pixels;
 mod plausible;
 mod resize;
+mod strip;
 
 pub use decode::{decode, decode_into, probe, Decoded};
-pub use encode::{encode, encode_jpeg, encode_png, encode_webp, EncodeError, EncodeFormat};
+pub use encode::{
+    encode, encode_jpeg, encode_jpeg_sampled, encode_png, encode_webp, EncodeError, EncodeFormat,
+};
 pub use error::{DecodeError, ERROR_KINDS};
 pub use format::{sniff, Format};
 pub use geometry::{random_resized_crop_box, CropBox};
@@ -27,3 +30,4 @@ pub use options::{
 };
 pub use orientation::Orientation;
 pub use pixels::RgbImage;
+pub use strip::strip_metadata;

@@ -61,6 +61,13 @@ pub enum Geometry {
     Resize { height: u32, width: u32 },
     /// Fit within (height, width) keeping the aspect ratio; pad with the background.
     Letterbox { height: u32, width: u32 },
+    /// Each image keeps its aspect ratio: the shorter side becomes `shorter`
+    /// and the longer side is capped at `longer` (torchvision's `Resize(size,
+    /// max_size)` rule), never upscaling. Sizes differ per record.
+    KeepAspect {
+        shorter: Option<u32>,
+        longer: Option<u32>,
+    },
     /// torchvision `RandomResizedCrop` then a horizontal flip with probability
     /// `flip_p`, seeded per record from `(seed, record index)`.
     RandomResizedCrop {
@@ -74,10 +81,24 @@ pub enum Geometry {
 }
 
 impl Geometry {
+    /// Output (width, height) for a displayed source of `width` x `height`.
+    pub fn output_size(&self, width: u32, height: u32) -> (u32, u32) {
+        match *self {
+            Geometry::Original => (width, height),
+            Geometry::KeepAspect { shorter, longer } => {
+                super::geometry::keep_aspect_size(width, height, shorter, longer)
+            }
+            Geometry::CenterCrop { height, width, .. }
+            | Geometry::Resize { height, width }
+            | Geometry::Letterbox { height, width }
+            | Geometry::RandomResizedCrop { height, width, .. } => (width, height),
+        }
+    }
+
     /// The fixed output size (height, width), if every record has the same one.
     pub fn fixed_size(&self) -> Option<(u32, u32)> {
         match *self {
-            Geometry::Original => None,
+            Geometry::Original | Geometry::KeepAspect { .. } => None,
             Geometry::CenterCrop { height, width, .. }
             | Geometry::Resize { height, width }
             | Geometry::Letterbox { height, width }
@@ -210,6 +231,12 @@ pub struct DecodeOptions {
     pub hashes: Vec<String>,
     /// Produce pixels (off: only hashes and metadata).
     pub pixels: bool,
+    /// Keep each image's aspect: its shorter side becomes this (never
+    /// upscaled). Excludes `size`.
+    pub short_side: Option<u32>,
+    /// Keep each image's aspect: its longer side is capped at this (FFCV's
+    /// `max_resolution`). Excludes `size`.
+    pub max_side: Option<u32>,
 }
 
 impl Default for DecodeOptions {
@@ -229,6 +256,8 @@ impl Default for DecodeOptions {
             flip_p: 0.5,
             hashes: Vec::new(),
             pixels: true,
+            short_side: None,
+            max_side: None,
         }
     }
 }
@@ -240,8 +269,22 @@ impl DecodeOptions {
             what: "filter",
             name: self.filter.clone(),
         })?;
+        let geometry = match (self.short_side, self.max_side) {
+            (None, None) => Geometry::from_mode(&self.mode, self.size, self)?,
+            _ if self.size.is_some() => {
+                return Err(CoreError::InvalidArgument(
+                    "size and short_side/max_side exclude each other".into(),
+                ))
+            }
+            (Some(0), _) | (_, Some(0)) => {
+                return Err(CoreError::InvalidArgument(
+                    "short_side and max_side must be positive".into(),
+                ))
+            }
+            (shorter, longer) => Geometry::KeepAspect { shorter, longer },
+        };
         Ok(ImageOptions {
-            geometry: Geometry::from_mode(&self.mode, self.size, self)?,
+            geometry,
             filter,
             apply_orientation: self.apply_orientation,
             reduced_decode: self.reduced_decode,
@@ -312,6 +355,23 @@ mod tests {
         })
         .starts_with("scale must be"));
         assert!(with(|o| o.size = Some((0, 4))).contains("positive"));
+        assert!(with(|o| o.short_side = Some(8)).contains("exclude each other"));
+    }
+
+    #[test]
+    fn short_and_max_side_keep_the_aspect() {
+        let o = DecodeOptions {
+            short_side: Some(256),
+            max_side: Some(512),
+            ..Default::default()
+        };
+        assert_eq!(
+            o.resolve().map(|o| o.geometry),
+            Ok(Geometry::KeepAspect {
+                shorter: Some(256),
+                longer: Some(512)
+            })
+        );
     }
 
     #[test]

@@ -99,10 +99,25 @@ _PREP_OPTIONS = [
     option("--sink", group=OUTPUT, type=click.Choice(["parquet", "arrow", "webdataset"]),
            default="parquet",
            help="Shard format: Parquet, Arrow IPC (fastest, memory-mapped) or WebDataset tar."),
-    option("--image-format", group=OUTPUT, type=click.Choice(["tensor", "jpeg", "webp"]),
-           default="tensor", show_default="tensor; jpeg with --sink webdataset",
+    option("--image-format", group=OUTPUT, type=click.Choice(["tensor", "jpeg", "webp", "raw"]),
+           default="tensor", show_default="tensor; jpeg with --sink webdataset or --store resized",
            help="How images are stored: decoded pixels (uint8 HxWx3 tensors) or re-encoded "
-           "JPEG/WebP without any metadata."),
+           "JPEG/WebP without any metadata; raw: --store resized's uncompressed pixels, each "
+           "image its own size (a binary PPM, read by any image library)."),
+    option("--store", group=OUTPUT, type=click.Choice(["tensor", "resized", "original"]),
+           default="tensor",
+           help="tensor: every image SIZE x SIZE by --mode (pixels, or --image-format "
+           "jpeg/webp); resized: each keeps its aspect, shorter side --short-side and/or "
+           "longer side at most --max-side, never upscaled, re-encoded (jpeg unless "
+           "--image-format webp), for crops at training time; original: the source bytes, "
+           "metadata removed without re-encoding (pixels identical)."),
+    option("--short-side", group=OUTPUT, type=POSITIVE, default=None, show_default="none",
+           help="--store resized: the shorter side of each stored image."),
+    option("--max-side", group=OUTPUT, type=POSITIVE, default=None, show_default="none",
+           help="--store resized: the longest side allowed (FFCV's max_resolution)."),
+    option("--subsampling", group=OUTPUT, type=click.Choice(["420", "444"]), default="420",
+           help="JPEG chroma subsampling of re-encoded images (444 keeps full colour "
+           "resolution, ~1.3x the bytes)."),
     option("--quality", group=OUTPUT, type=click.IntRange(1, 100), default=90,
            help="JPEG/WebP quality (only with --image-format jpeg or webp)."),
     option("--records-per-shard", group=OUTPUT, type=POSITIVE, default=10_000,
@@ -110,8 +125,10 @@ _PREP_OPTIONS = [
     option("--row-group-size", group=OUTPUT, type=POSITIVE, default=1_000,
            help="Rows per Parquet row group (only with --sink parquet)."),
     option("--no-report", group=OUTPUT, is_flag=True, help="Do not write report.html."),
-    option("--hf-datasets", group=OUTPUT, is_flag=True,
-           help="Shards in the layout Hugging Face datasets loads (Image, Array3D, ClassLabel)."),
+    option("--hf-datasets/--no-hf-datasets", group=OUTPUT, default=True,
+           help="Shards in the layout Hugging Face datasets loads (images as Image, pixels "
+           "as nested fixed-size lists, labels as ClassLabel); --no-hf-datasets writes "
+           "Arrow-canonical types (arrow.fixed_shape_tensor pixels, binary images)."),
     option("--size", group=IMAGES, type=POSITIVE, default=224,
            help="Output side in pixels (square)."),
     option("--mode", group=IMAGES, type=click.Choice(MODES), default="center_crop",
@@ -189,7 +206,18 @@ def _refuse_inapplicable(ctx: click.Context, p: dict[str, Any], source: str) -> 
             "--image-format tensor is not available with --sink webdataset: tar shards hold "
             "encoded images (use --image-format jpeg or webp)"
         )
-    tensor = p["image_format"] == "tensor" and p["sink"] != "webdataset"
+    if p["store"] != "resized":
+        for name, flag in (("short_side", "--short-side"), ("max_side", "--max-side")):
+            if _given(ctx, name):
+                raise CommandError(f"{flag} applies to --store resized")
+    elif p["short_side"] is None and p["max_side"] is None:
+        raise CommandError("--store resized needs --short-side and/or --max-side")
+    if p["store"] == "original":
+        for name, flag in (("quality", "--quality"), ("image_format", "--image-format"),
+                           ("subsampling", "--subsampling")):  # fmt: skip
+            if _given(ctx, name):
+                raise CommandError(f"{flag} does not apply to --store original (no re-encoding)")
+    tensor = p["image_format"] == "tensor" and p["sink"] != "webdataset" and p["store"] == "tensor"
     if tensor and _given(ctx, "quality"):
         raise CommandError("--quality applies to --image-format jpeg or webp, not tensor")
     if p["sink"] != "parquet" and _given(ctx, "row_group_size"):

@@ -99,6 +99,13 @@ def atomic_json(data: Any, path: str) -> None:
     atomic(path, write)
 
 
+#: WebDataset member extension per sniffed format (an original store).
+MEMBER_SUFFIX = {
+    "jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif", "bmp": "bmp",
+    "tiff": "tiff", "pnm": "ppm", "ico": "ico",
+}  # fmt: skip
+
+
 def atomic_tar(table: pa.Table, path: str, image_column: str) -> None:
     """A WebDataset shard: ``key.<jpg|webp>``, ``key.txt`` (caption),
     ``key.json`` (every other column that is JSON-friendly, the original
@@ -119,6 +126,12 @@ def atomic_tar(table: pa.Table, path: str, image_column: str) -> None:
     rows = table.select(meta_columns).to_pylist()
     images = table.column(image_column).to_pylist()
     captions = table.column("caption").to_pylist()
+    # An original store's images keep their format: the member says which.
+    suffixes = (
+        [MEMBER_SUFFIX.get(f or "", "img") for f in table.column("format").to_pylist()]
+        if image_column == "image" and "format" in table.schema.names
+        else [image_column] * table.num_rows
+    )
     extra = {n: table.column(n).to_pylist() for n in members}
 
     def write(tmp: str) -> None:
@@ -133,7 +146,7 @@ def atomic_tar(table: pa.Table, path: str, image_column: str) -> None:
                 if isinstance(image, dict):  # an HF Image struct column
                     image = image.get("bytes")
                 parts = [
-                    (image_column, image or b""),
+                    (suffixes[i], image or b""),
                     ("txt", (caption or "").encode()),
                     ("json", json.dumps(meta).encode()),
                 ]
@@ -211,7 +224,8 @@ def write_shard(
     then written atomically in the sink's format (in datasets' layout with
     ``spec.hf_datasets``, labels named by the vocabulary ``tags``)."""
     image_column = spec.image_column
-    if spec.image_format != "tensor":
+    if spec.image_format != "tensor" and "pixels" in table.schema.names:
+        # Staged as pixels (face obfuscation rewrote them in pass 2): encoded here.
         height, width = (spec.size, spec.size) if isinstance(spec.size, int) else spec.size
         pixels = table.column("pixels")
         encoded = _core.encode_images(

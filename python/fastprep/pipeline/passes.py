@@ -38,7 +38,7 @@ from fastprep.pipeline.io import (
     write_shard,
 )
 from fastprep.pipeline.outputs import DROP_SCHEMA, drop_table
-from fastprep.pipeline.settings import PrepSettings, ShardSpec
+from fastprep.pipeline.settings import ENCODER, PrepSettings, ShardSpec
 from fastprep.pipeline.stages import ImageStage, consent_reasons, hashtag_stage
 from fastprep.privacy.accounts import account_consent
 from fastprep.privacy.shards import PrivacySpec, privatize
@@ -163,6 +163,25 @@ def process_part(
     return table.drop_columns(errors), pa.concat_tables(drops)
 
 
+def image_stage(settings: PrepSettings, num_threads: int | None) -> ImageStage:
+    """Pass 1's image stage for the settings' store: staged parts hold what
+    will be written (encoded bytes for an encoded output, the stripped source
+    bytes for an original store, pixels otherwise)."""
+    hashes = ("xxh3", "pdq")
+    encoder = ENCODER.get(settings.image_format, settings.image_format)
+    encode = (encoder, settings.quality, settings.subsampling)
+    if settings.store == "original":
+        return ImageStage(hashes=hashes, num_threads=num_threads, keep_source=True, size=None)
+    if settings.store == "resized":
+        sides = {"short_side": settings.short_side, "max_side": settings.max_side}
+        return ImageStage(size=None, hashes=hashes, num_threads=num_threads, extra=sides,
+                          encode=encode)  # fmt: skip
+    return ImageStage(
+        size=settings.size, mode=settings.mode, hashes=hashes, num_threads=num_threads,
+        encode=encode if settings.encode_in_pass1 else None,
+    )  # fmt: skip
+
+
 def _staged_or_done(context: PassContext, part: int, batch: pa.RecordBatch):
     """The part's staged records and drops: read back when a resumed run
     finished it (its ``.done`` marker exists), else computed and staged."""
@@ -178,10 +197,7 @@ def _staged_or_done(context: PassContext, part: int, batch: pa.RecordBatch):
         staged = read_arrow(base + STAGED_SUFFIX) if done["staged"] else None
         return staged, read_arrow(base + ".dropped" + STAGED_SUFFIX)
     settings = context.settings
-    stage = ImageStage(
-        size=settings.size, mode=settings.mode, hashes=("xxh3", "pdq"),
-        num_threads=context.num_threads,
-    )  # fmt: skip
+    stage = image_stage(settings, context.num_threads)
     batch, account_drops = account_consent(batch, settings)  # before any decoding
     staged, dropped = process_part(
         batch, stage, settings.hashtag_normalizer, settings.consent_rules, settings.on_damaged

@@ -42,7 +42,6 @@ from fastprep.pipeline.io import (
     arrow_schema,
     atomic_json,
     atomic_parquet,
-    read_arrow,
     run_schema,
 )
 from fastprep.pipeline.local import LocalEngine
@@ -457,12 +456,8 @@ def _stage_numbered(context: PassContext, numbered: tuple[int, Any]) -> PartResu
 
 
 def _thumbnails(first: _Pass1, rows: list[int]) -> dict[int, np.ndarray]:
-    """Pixels of the given staged records, read from the staged parts."""
-    starts = np.cumsum([0, *first.part_rows])
-    found: dict[int, np.ndarray] = {}
-    for row in rows:
-        part = int(np.searchsorted(starts, row, side="right")) - 1
-        table = read_arrow(first.parts[part], columns=["pixels"])
-        pixels = table.column("pixels").slice(row - int(starts[part]), 1).combine_chunks()
-        found[row] = pixels.to_numpy_ndarray()[0]
-    return found
+    """Pixels of the given staged records (thumbnails of encoded stores)."""
+    from fastprep.pipeline.report.gather import staged_rows
+
+    found = staged_rows(first.parts, first.part_rows, rows, ["pixels"])
+    return {r: v["pixels"] for r, v in found.items() if v.get("pixels") is not None}

@@ -22,14 +22,25 @@ from fastprep.pipeline.stages import DEFAULT_RULES, ConsentRule
 REDACT_KINDS = ("mentions", "emails", "phones", "urls")
 FACE_MODES = ("blur", "pixelate")
 
-IMAGE_FORMATS = ("tensor", "jpeg", "webp")
+IMAGE_FORMATS = ("tensor", "jpeg", "webp", "raw")
+#: How images are stored: ``tensor`` (every image the same ``size`` by
+#: ``mode``; pixels, or JPEG/WebP with ``image_format``), ``resized`` (each
+#: keeps its aspect, shorter side ``short_side`` and longer at most
+#: ``max_side``, never upscaled; re-encoded JPEG/WebP) or ``original`` (the
+#: source bytes with their metadata removed without re-encoding).
+STORES = ("tensor", "resized", "original")
+SUBSAMPLINGS = ("420", "444")
 #: What prep does with images that decode with warnings (corrupt entropy
 #: data, stray bytes between markers): keep them (their ``warnings`` column
 #: says what was wrong) or drop them as ``damaged``.
 DAMAGED_POLICIES = ("keep", "drop")
 SINKS = ("parquet", "arrow", "webdataset")
 SHARD_SUFFIX = {"parquet": "parquet", "arrow": "arrow", "webdataset": "tar"}
-IMAGE_COLUMN = {"tensor": "pixels", "jpeg": "jpg", "webp": "webp"}
+IMAGE_COLUMN = {"tensor": "pixels", "jpeg": "jpg", "webp": "webp", "raw": "ppm"}
+#: The encoder each image format uses (``raw``: pixels behind a PPM header).
+ENCODER = {"jpeg": "jpeg", "webp": "webp", "raw": "ppm"}
+#: The image column of an ``original`` store: each record's source format.
+ORIGINAL_COLUMN = "image"
 
 Size = Union[int, tuple[int, int]]
 
@@ -45,7 +56,8 @@ class ShardSpec:
     quality: int = 90
     size: Size = 224
     row_group_size: int = 1_000
-    hf_datasets: bool = False  # datasets' layout (fastprep.pipeline.hf)
+    hf_datasets: bool = True  # datasets' layout (fastprep.pipeline.hf); False: Arrow-canonical
+    store: str = "tensor"
 
     @property
     def suffix(self) -> str:
@@ -53,6 +65,8 @@ class ShardSpec:
 
     @property
     def image_column(self) -> str:
+        if self.store == "original":
+            return ORIGINAL_COLUMN
         return IMAGE_COLUMN[self.image_format]
 
     def shard_name(self, index: int) -> str:
@@ -63,7 +77,9 @@ class ShardSpec:
 class PrepSettings:
     """Every setting of a prep run that changes what it writes.
 
-    Groups: images (``size``, ``mode``), shards (``records_per_shard``,
+    Groups: images (``store``: ``tensor`` with ``size`` and ``mode``,
+    ``resized`` with ``short_side``/``max_side``, or ``original``; see
+    :data:`STORES`; ``subsampling`` of JPEG chroma), shards (``records_per_shard``,
     ``row_group_size``, ``sink``, ``image_format``, ``quality``),
     near-duplicates (``dedup_radius``: None turns it off, ``min_quality``),
     the eval set (``eval_source``, ``eval_radius``), takedowns
@@ -72,8 +88,9 @@ class PrepSettings:
     ``drop_unlabeled``), consent (``consent_rules``, checked before any
     decoding), damaged images (``on_damaged``: ``keep`` them with their
     ``warnings``, or ``drop`` them as ``damaged``), reading (``batch_size``, ``source_options`` for Parquet
-    column names and ``absolute_paths``) and ``hf_datasets`` (shards in the
-    layout Hugging Face ``datasets`` loads: :mod:`fastprep.pipeline.hf`). How and where it runs (threads, engine, resume, report,
+    column names and ``absolute_paths``) and ``hf_datasets`` (default True:
+    shards in the layout Hugging Face ``datasets`` loads,
+    :mod:`fastprep.pipeline.hf`; False: Arrow-canonical types). How and where it runs (threads, engine, resume, report,
     progress) is not a setting: outputs do not depend on it.
     """
 
@@ -106,8 +123,12 @@ class PrepSettings:
     accounts: str | None = None
     blur_faces: str | None = None
     absolute_sources: bool = False
-    hf_datasets: bool = False
+    hf_datasets: bool = True
     on_damaged: str = "keep"
+    store: str = "tensor"
+    short_side: int | None = None
+    max_side: int | None = None
+    subsampling: str = "420"
 
     def __post_init__(self) -> None:
         # Normalised once, so equal settings compare (and record) equal.
@@ -121,8 +142,9 @@ class PrepSettings:
         object.__setattr__(self, "redact_columns", tuple(self.redact_columns))
         accounts = tuple(sorted({str(a).strip() for a in self.opt_out_accounts} - {""}))
         object.__setattr__(self, "opt_out_accounts", accounts)
-        if self.sink == "webdataset" and self.image_format == "tensor":
-            # WebDataset shards hold encoded images: JPEG unless WebP is asked.
+        if self.image_format == "tensor" and (self.sink == "webdataset" or self.store == "resized"):
+            # WebDataset shards and resized stores hold encoded images: JPEG
+            # unless WebP is asked.
             object.__setattr__(self, "image_format", "jpeg")
 
     # ------------------------------------------------------------------ building
@@ -167,8 +189,12 @@ class PrepSettings:
             if args.drop_if
             else DEFAULT_RULES,
             batch_size=args.batch_size,
-            hf_datasets=bool(getattr(args, "hf_datasets", False)),
+            hf_datasets=bool(getattr(args, "hf_datasets", True)),
             on_damaged=getattr(args, "on_damaged", "keep"),
+            store=getattr(args, "store", "tensor"),
+            short_side=getattr(args, "short_side", None),
+            max_side=getattr(args, "max_side", None),
+            subsampling=getattr(args, "subsampling", "420"),
             source_options={
                 "image_column": args.image_column,
                 "caption_column": args.caption_column,
@@ -199,6 +225,29 @@ class PrepSettings:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 256:
                 raise SettingsError(f"{name} is a PDQ radius within 0-256 bits, got {value}")
+        if self.store not in STORES:
+            raise SettingsError(f"store must be one of {STORES}, got {self.store!r}")
+        if self.subsampling not in SUBSAMPLINGS:
+            raise SettingsError(
+                f"subsampling must be one of {SUBSAMPLINGS}, got {self.subsampling!r}"
+            )
+        sides = (self.short_side, self.max_side)
+        if self.store == "resized" and sides == (None, None):
+            raise SettingsError("store 'resized' needs short_side and/or max_side")
+        if self.store != "resized" and sides != (None, None):
+            raise SettingsError("short_side and max_side apply to store 'resized'")
+        if any(v is not None and v < 1 for v in sides):
+            raise SettingsError("short_side and max_side must be positive")
+        if self.image_format == "raw" and self.store != "resized":
+            raise SettingsError(
+                "image_format 'raw' (uncompressed pixels of each image's own size) is for "
+                "store 'resized'; store 'tensor' keeps raw pixels as image_format 'tensor'"
+            )
+        if self.store != "tensor" and self.blur_faces:
+            raise SettingsError(
+                "blur_faces rewrites pixels: it needs store 'tensor' (an original store "
+                "keeps the source bytes; a resized store is encoded in pass 1)"
+            )
         if self.on_damaged not in DAMAGED_POLICIES:
             raise SettingsError(
                 f"on_damaged must be one of {DAMAGED_POLICIES}, got {self.on_damaged!r}"
@@ -224,7 +273,17 @@ class PrepSettings:
             size=self.size,
             row_group_size=self.row_group_size,
             hf_datasets=self.hf_datasets,
+            store=self.store,
         )
+
+    @property
+    def encode_in_pass1(self) -> bool:
+        """Whether staged parts hold encoded bytes (what will be written)
+        rather than pixels: every encoded output but one whose pixels pass 2
+        still rewrites (face obfuscation)."""
+        if self.store != "tensor":
+            return True
+        return self.image_format != "tensor" and not self.blur_faces
 
     @property
     def hashtag_normalizer(self) -> HashtagNormalizer:

@@ -23,7 +23,10 @@ import pyarrow.parquet as pq
 
 from fastprep.pipeline.remote import is_remote, remote_kind, remote_source
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+IMAGE_EXTENSIONS = {
+    ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp",
+    ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".pam", ".ico",
+}  # fmt: skip
 BASE_FIELDS = [
     pa.field("key", pa.string()),
     pa.field("source", pa.string()),

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fastprep import _core
 from fastprep.errors import SettingsError
 from fastprep.hashtags import HashtagNormalizer, extract_hashtags
 from fastprep.images import decode_images
@@ -60,19 +61,28 @@ class ImageStage:
     :func:`fastprep.decode_images` keyword.
     """
 
-    size: int | tuple = 224
+    size: int | tuple | None = 224
     mode: str = "center_crop"
     filter: str = "bilinear"
     hashes: tuple = ("xxh3", "pdq")
     max_pixels: int = DEFAULT_MAX_PIXELS
     num_threads: int | None = None
     extra: dict = field(default_factory=dict)
+    #: Store encoded bytes instead of pixels: ``(format, quality,
+    #: subsampling)``, written as the ``jpg``/``webp`` column.
+    encode: tuple[str, int, str] | None = None
+    #: Store each record's source bytes, metadata removed losslessly, as the
+    #: ``image`` column (no pixels are produced, only hashes).
+    keep_source: bool = False
 
     @property
     def options(self) -> DecodeOptions:
+        extra = dict(self.extra)
+        if self.keep_source:
+            extra["pixels"] = False
         return DecodeOptions.from_kwargs(
             size=self.size, mode=self.mode, filter=self.filter, hashes=tuple(self.hashes),
-            max_pixels=self.max_pixels, **self.extra,
+            max_pixels=self.max_pixels, **extra,
         )  # fmt: skip
 
     @classmethod
@@ -91,16 +101,90 @@ class ImageStage:
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         images = batch.column("image")
-        decoded = decode_images(
-            images if isinstance(images, pa.Array) else pa.array(images.to_pylist(), pa.binary()),
-            options=self.options,
-            num_threads=self.num_threads,
-        )
+        if not isinstance(images, pa.Array):
+            images = pa.array(images.to_pylist(), pa.binary())
+        decoded = decode_images(images, options=self.options, num_threads=self.num_threads)
+        if self.encode is not None:
+            decoded = self._encoded(decoded)
+        if self.keep_source:
+            decoded = self._stripped(images, decoded)
         kept = [name for name in batch.schema.names if name != "image"]
         columns = {name: batch.column(name) for name in kept}
         for name in decoded.schema.names:
             columns[name if name not in columns else f"image_{name}"] = decoded.column(name)
         return pa.RecordBatch.from_pydict(columns)
+
+    def _encoded(self, decoded: pa.RecordBatch) -> pa.RecordBatch:
+        """The pixel column replaced by its JPEG/WebP encoding."""
+        fmt, quality, subsampling = self.encode  # type: ignore[misc]
+        pixels = decoded.column("pixels")
+        if isinstance(pixels.type, pa.FixedShapeTensorType):  # one size for all
+            pixels = _frames_as_binary(pixels.storage)
+        encoded = _core.encode_variable(
+            pa.chunked_array([pixels]),
+            decoded.column("height").to_pylist(),
+            decoded.column("width").to_pylist(),
+            fmt, quality, subsampling, self.num_threads,
+        )  # fmt: skip
+        name = {"jpeg": "jpg"}.get(fmt, fmt)
+        return _replace_column(decoded, "pixels", name, encoded)
+
+    def _stripped(self, images: pa.Array, decoded: pa.RecordBatch) -> pa.RecordBatch:
+        """The source bytes without metadata (lossless) as the ``image``
+        column; an image whose format cannot lose it losslessly (TIFF) is
+        stored as PNG of its displayed pixels, its ``format`` saying so."""
+        orientations = decoded.column("orientation").to_pylist()
+        stripped = _core.strip_images(pa.chunked_array([images]), orientations, self.num_threads)
+        ok = decoded.column("error").is_null().to_numpy(zero_copy_only=False)
+        redo = [
+            i for i, (s, good) in enumerate(zip(stripped.to_pylist(), ok)) if good and s is None
+        ]
+        formats = decoded.column("format").to_pylist()
+        values = stripped.to_pylist()
+        if redo:
+            full = decode_images(
+                images.take(pa.array(redo, pa.int64())),
+                options=self.options.replace(pixels=True, size=None, hashes=()),
+                num_threads=self.num_threads,
+            )
+            pngs = _core.encode_variable(
+                pa.chunked_array([full.column("pixels")]),
+                full.column("height").to_pylist(), full.column("width").to_pylist(),
+                "png", 100, "420", self.num_threads,
+            ).to_pylist()  # fmt: skip
+            for i, png in zip(redo, pngs):
+                values[i], formats[i] = png, "png"
+        batch = decoded.append_column("image", pa.array(values, pa.binary()))
+        return _replace_column(batch, "format", "format", pa.array(formats, pa.string()))
+
+
+def _frames_as_binary(storage: pa.FixedSizeListArray) -> pa.Array:
+    """Fixed-size pixel frames as a ``large_binary`` view of the same bytes
+    (no copy: offsets every frame, the list's validity)."""
+    frame = storage.type.list_size
+    n = len(storage)
+    values = storage.values  # every slot, nulls included
+    start = storage.offset * frame + values.offset
+    offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int64) * frame + start).tobytes())
+    data = values.buffers()[1]
+    validity = storage.buffers()[0] if storage.offset == 0 else None
+    if validity is None and storage.null_count:
+        return pa.array(
+            [None if not v.is_valid else bytes(v.values.to_numpy()) for v in storage],
+            pa.large_binary(),
+        )
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [validity, offsets, data], null_count=storage.null_count
+    )
+
+
+def _replace_column(batch: pa.RecordBatch, old: str, new: str, values: pa.Array) -> pa.RecordBatch:
+    names = batch.schema.names
+    columns = {n: batch.column(n) for n in names}
+    columns[new if new == old else old] = values
+    if new != old:
+        columns = {(new if n == old else n): c for n, c in columns.items()}
+    return pa.RecordBatch.from_pydict(columns)
 
 
 def consent_reasons(batch: pa.RecordBatch, rules: tuple = DEFAULT_RULES) -> np.ndarray:

@@ -243,7 +243,7 @@ def _example_thumbnails(out: str, manifest: dict, keys: list[str]) -> list[bytes
     import numpy as np
     import pyarrow.parquet as pq
 
-    from fastprep.images import decode_image
+    from fastprep.images import decode_image, pixels_to_numpy
     from fastprep.pipeline.report.strips import png
 
     found = []
@@ -253,16 +253,20 @@ def _example_thumbnails(out: str, manifest: dict, keys: list[str]) -> list[bytes
         if not name.endswith(".parquet") or not wanted:
             continue
         table = pq.read_table(os.path.join(out, name))
-        image = next(n for n in ("pixels", "jpg", "webp") if n in table.schema.names)
+        image = next(
+            n for n in ("pixels", "jpg", "webp", "ppm", "image") if n in table.schema.names
+        )
         for i, key in enumerate(table.column("key").to_pylist()):
             if key in wanted:
                 wanted.discard(key)
                 column = table.column(image)
-                rgb = (
-                    column.slice(i, 1).combine_chunks().to_numpy_ndarray()[0]
-                    if image == "pixels"
-                    else decode_image(column[i].as_py())
-                )
+                if image == "pixels":  # a tensor, or nested lists (the datasets layout)
+                    rgb = pixels_to_numpy(column.slice(i, 1))[0]
+                else:
+                    data = column[i].as_py()
+                    if isinstance(data, dict):  # an HF Image struct (the datasets layout)
+                        data = data["bytes"]
+                    rgb = decode_image(data)
                 found.append(png(np.ascontiguousarray(rgb, dtype=np.uint8)))
     return found
 

@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 from fastprep.arrow_input import arrow_table
 from fastprep.pipeline.io import read_arrow
 from fastprep.pipeline.sources import IMAGE_EXTENSIONS, source_kind, text_name
+from fastprep.tensors import as_fixed_shape_tensor, nested_shape
 
-IMAGE_COLUMNS = ("jpg", "jpeg", "webp", "png", "image")
+IMAGE_COLUMNS = ("jpg", "jpeg", "webp", "png", "ppm", "image")
 
 
 @dataclass
@@ -128,12 +129,18 @@ def parquet(path: str, image_column: str | None = None) -> MapSource:
 
 
 def from_table(table: pa.Table, image_column: str | None = None) -> MapSource:
-    """Rows of ``table``: ``pixels`` (prepared shards) or an image bytes column."""
+    """Rows of ``table``: ``pixels`` (prepared shards) or an image bytes column.
+    Pixels in nested fixed-size lists (prep's default, Hugging Face
+    ``datasets`` layout) are re-typed as a fixed-shape tensor over the same
+    buffer: no copy."""
     names = table.schema.names
     column = image_column or ("pixels" if "pixels" in names else None)
     column = column or next((c for c in IMAGE_COLUMNS if c in names), None)
     if column is None or column not in names:
         raise KeyError(f"no image column ({image_column or ', '.join(IMAGE_COLUMNS)}) in {names}")
+    if nested_shape(table.schema.field(column).type) is not None:
+        index = table.schema.get_field_index(column)
+        table = table.set_column(index, column, as_fixed_shape_tensor(table.column(column)))
     is_tensor = isinstance(table.schema.field(column).type, pa.FixedShapeTensorType)
     return MapSource(table, column, "pixels" if is_tensor else "bytes")
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fastprep.hashtags import Vocabulary, label_captions
+from fastprep.images import decode_images, pixels_to_numpy
 from fastprep.pipeline.io import arrow_schema, read_arrow
 
 __all__ = ["SAMPLES", "TOP_TAGS", "gather", "staged_rows"]
@@ -34,6 +35,20 @@ LICENSE_COLUMNS = ("license", "licence", "license_name", "LICENSE")
 AUTHOR_COLUMNS = ("author", "creator", "photographer")
 
 
+#: Image columns of encoded stores (re-encoded, or the stripped source).
+ENCODED_COLUMNS = ("jpg", "webp", "ppm", "image")
+THUMBNAIL = 160
+
+
+def _thumbnails_of(images: pa.Array) -> list[Any]:
+    """Encoded images as ``THUMBNAIL``-square letterboxed arrays (None where
+    one does not decode)."""
+    decoded = decode_images(images, size=THUMBNAIL, mode="letterbox")
+    good = decoded.column("error").is_null().to_pylist()
+    arrays = pixels_to_numpy(decoded)
+    return [arrays[i].copy() if ok else None for i, ok in enumerate(good)]
+
+
 def staged_rows(
     parts: list[str], part_rows: list[int], rows: list[int], columns: list[str]
 ) -> dict[int, dict[str, Any]]:
@@ -48,6 +63,10 @@ def staged_rows(
     for part, members in by_part.items():
         names = arrow_schema(parts[part]).names
         have = [c for c in columns if c in names]
+        # Encoded stores stage what they write: their images stand in for pixels.
+        encoded = next((c for c in ENCODED_COLUMNS if c in names), None)
+        if "pixels" in columns and "pixels" not in names and encoded:
+            have.append(encoded)
         if not have:
             continue
         table = read_arrow(parts[part], columns=have)
@@ -58,8 +77,11 @@ def staged_rows(
             column = picked.column(name).combine_chunks()
             if name == "pixels":
                 values[name] = list(column.to_numpy_ndarray())
+            elif name == encoded and name not in columns:
+                values["pixels"] = _thumbnails_of(column)
             else:
                 values[name] = column.to_pylist()
+        have = [("pixels" if n == encoded and n not in columns else n) for n in have]
         for i, row in enumerate(members):
             found[row] = {name: values[name][i] for name in have}
     return found
@@ -227,7 +249,6 @@ def _eval_thumbnails(source: Any, keys: set[str], size: Any, mode: str) -> dict[
     """Decoded thumbnails of the named eval-set records (a path source only)."""
     if not keys or not isinstance(source, (str, os.PathLike)):
         return {}
-    from fastprep.images import decode_images
     from fastprep.pipeline.sources import open_source
 
     found: dict[str, np.ndarray] = {}
