@@ -577,3 +577,13 @@ def test_the_datasheet_states_the_damage_policy(tmp_path):
         prep(str(src), str(out), size=16, dedup_radius=None, on_damaged=policy, report=False)
         sheet = (out / "datasheet.md").read_text()
         assert f"- Damaged images (decoded with warnings): {expected}" in sheet, sheet
+
+
+def test_decoder_size_ceilings_are_too_large_not_corrupt():
+    # A BMP header over the BMP decoder's 65535-pixel side (under the pixel limit).
+    info = struct.pack("<IiiHHIIiiII", 40, 100_000, 1_000, 1, 24, 0, 0, 0, 0, 0, 0)
+    bmp = struct.pack("<2sIHHI", b"BM", 70, 0, 0, 54) + info + b"\0" * 16
+    row = _decode(bmp)
+    assert row["error_kind"] == "too_large", row["error"]
+    assert row["error"].startswith("image too large: "), row["error"]
+    assert "corrupt" not in row["error"]

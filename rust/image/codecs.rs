@@ -60,6 +60,19 @@ fn reason(format: Format, error: ImageError) -> DecodeError {
             }
         }
         ImageError::Limits(_) => DecodeError::OutOfMemory,
+        // A decoder's own size ceiling (BMP's 65535-pixel sides): "too
+        // large", not "corrupt".
+        _ if lower.contains("soft limit") || lower.contains("image too large") => {
+            DecodeError::Implausible {
+                format: label(format),
+                detail: text
+                    .rsplit_once(": ")
+                    .map_or(text.as_str(), |(_, d)| d)
+                    .trim_start_matches("Image too large ")
+                    .trim_matches(|c| c == '(' || c == ')')
+                    .to_string(),
+            }
+        }
         ImageError::Unsupported(_) => DecodeError::Unsupported {
             format: label(format),
             detail: text,
