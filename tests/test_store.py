@@ -309,3 +309,39 @@ def test_raw_format_needs_a_resized_store():
 
     with pytest.raises(SettingsError, match="raw"):
         PrepSettings.from_options(image_format="raw")
+
+
+def test_resume_and_ddp_on_a_store(tmp_path, corpus):
+    torch = pytest.importorskip("torch")
+    from fastprep.pipeline import prep
+    from fastprep.torch import DataLoader, train
+
+    out = tmp_path / "store"
+    prep(str(corpus), str(out), store="resized", short_side=64, dedup_radius=None, report=False)
+    options = {"batch_size": 2, "transform": train(32), "seed": 7, "shuffle": True}
+
+    def run(loader):
+        return [(b["index"].tolist(), b["image"].clone()) for b in loader]
+
+    reference = run(DataLoader(str(out), **options))
+    loader = DataLoader(str(out), **options)
+    got = []
+    for i, b in enumerate(loader):
+        got.append((b["index"].tolist(), b["image"].clone()))
+        if i == 0:
+            state = loader.state_dict()
+            break
+    resumed = DataLoader(str(out), **(options | {"seed": 999}))  # the seed is in the state
+    resumed.load_state_dict(state)
+    got += run(resumed)
+    assert [g[0] for g in got] == [r[0] for r in reference]
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(got, reference))
+
+    # Two ranks: equal batch counts, disjoint shards covering the store.
+    seen, counts = [], []
+    for rank in range(2):
+        batches = run(DataLoader(str(out), rank=rank, world_size=2, **options))
+        counts.append(len(batches))
+        seen.append({i for idx, _ in batches for i in idx})
+    assert counts[0] == counts[1]
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(6))
