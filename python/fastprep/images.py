@@ -306,9 +306,6 @@ def strip_metadata(
     if isinstance(data, list):
         data = pa.array([bytes(d) for d in data], pa.binary())
     chunked = data if isinstance(data, pa.ChunkedArray) else pa.chunked_array([data])
-    values = (
-        [None] * len(chunked)
-        if orientations is None
-        else [None if o is None else int(o) for o in orientations]
-    )
+    given = [None] * len(chunked) if orientations is None else list(orientations)
+    values: list[int | None] = [None if o is None else int(o) for o in given]
     return _core.strip_images(chunked, values, num_threads)
