@@ -348,6 +348,9 @@ http {{
 def nginx(corpus, tmp_path_factory):
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(binary):
+        # scripts/test.sh installs nginx, so under CI a missing server is a failure.
+        if os.environ.get("CI"):
+            pytest.fail("no nginx under CI: scripts/test.sh should have installed it")
         pytest.skip("nginx is not installed (scripts/test.sh installs it)")
     root = tmp_path_factory.mktemp("nginx")
     (root / "tmp").mkdir()

@@ -140,9 +140,9 @@ fn encode_images<'py>(
     py.import("pyarrow")?.getattr("array")?.call1((exported,))
 }
 
-/// Encodes images of differing sizes (`decode_images` with `size=None` or
-/// `short_side`/`max_side`: `large_binary` row-major RGB and each row's
-/// height and width). `subsampling` "444" keeps full JPEG chroma.
+/// Encodes RGB images of any sizes: `large_binary` rows (`decode_images`
+/// with `size=None` or `short_side`/`max_side`) or a fixed-shape tensor's
+/// `fixed_size_list<uint8>` storage, with each row's height and width. `subsampling` "444" keeps full JPEG chroma.
 #[pyfunction]
 #[pyo3(signature = (pixels, heights, widths, format="jpeg", quality=90, subsampling="420", num_threads=None))]
 #[allow(clippy::too_many_arguments)]
@@ -166,7 +166,14 @@ fn encode_variable<'py>(
             )))
         }
     };
-    let slices = byte_slices(pixels.chunks())?;
+    // Variable-size rows (large_binary), or a fixed-shape tensor's frames
+    // (fixed_size_list<uint8>), both read in place.
+    let slices = match pixels.chunks().first().map(|c| c.data_type().clone()) {
+        Some(arrow_schema::DataType::FixedSizeList(_, frame)) => {
+            rgb_frames(&pixels, frame as usize)?
+        }
+        _ => byte_slices(pixels.chunks())?,
+    };
     if slices.len() != heights.len() || slices.len() != widths.len() {
         return Err(PyValueError::new_err(
             "pixels, heights and widths differ in length",

@@ -119,7 +119,7 @@ class ImageStage:
         fmt, quality, subsampling = self.encode  # type: ignore[misc]
         pixels = decoded.column("pixels")
         if isinstance(pixels.type, pa.FixedShapeTensorType):  # one size for all
-            pixels = _frames_as_binary(pixels.storage)
+            pixels = pixels.storage  # its frames, read in place by the encoder
         encoded = _core.encode_variable(
             pa.chunked_array([pixels]),
             decoded.column("height").to_pylist(),
@@ -158,32 +158,12 @@ class ImageStage:
         return _replace_column(batch, "format", "format", pa.array(formats, pa.string()))
 
 
-def _frames_as_binary(storage: pa.FixedSizeListArray) -> pa.Array:
-    """Fixed-size pixel frames as a ``large_binary`` view of the same bytes
-    (no copy: offsets every frame, the list's validity)."""
-    frame = storage.type.list_size
-    n = len(storage)
-    values = storage.values  # every slot, nulls included
-    start = storage.offset * frame + values.offset
-    offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int64) * frame + start).tobytes())
-    data = values.buffers()[1]
-    validity = storage.buffers()[0] if storage.offset == 0 else None
-    if validity is None and storage.null_count:
-        return pa.array(
-            [None if not v.is_valid else bytes(v.values.to_numpy()) for v in storage],
-            pa.large_binary(),
-        )
-    return pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), n, [validity, offsets, data], null_count=storage.null_count
-    )
-
-
 def _replace_column(batch: pa.RecordBatch, old: str, new: str, values: pa.Array) -> pa.RecordBatch:
-    names = batch.schema.names
-    columns = {n: batch.column(n) for n in names}
-    columns[new if new == old else old] = values
-    if new != old:
-        columns = {(new if n == old else n): c for n, c in columns.items()}
+    """``batch`` with column ``old`` replaced by ``values`` named ``new``, in place."""
+    columns = {
+        (new if n == old else n): (values if n == old else batch.column(n))
+        for n in batch.schema.names
+    }
     return pa.RecordBatch.from_pydict(columns)
 
 
