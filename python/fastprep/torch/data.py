@@ -210,10 +210,26 @@ def open_map_source(data: Any, image_column: str | None = None) -> MapSource:
 
 
 def is_hf_dataset(data: Any) -> bool:
-    """A Hugging Face ``datasets.Dataset`` (checked without importing datasets)."""
+    """A Hugging Face ``datasets.Dataset`` or ``IterableDataset`` (checked
+    without importing datasets)."""
     return any(
-        c.__module__.startswith("datasets.") and c.__name__ == "Dataset" for c in type(data).__mro__
+        c.__module__.startswith("datasets.") and c.__name__ in ("Dataset", "IterableDataset")
+        for c in type(data).__mro__
     )
+
+
+def _iterable_problem(dataset: Any) -> str | None:
+    """Why an HF ``IterableDataset`` cannot be read as its Arrow table (then
+    torch's loader runs it), or None: only a plain one (e.g.
+    ``Dataset.to_iterable_dataset()``) is its rows in order; ``.map``,
+    ``.filter``, ``.shuffle`` and formats change what it yields."""
+    steps = type(getattr(dataset, "_ex_iterable", None)).__name__
+    format_type = getattr(getattr(dataset, "_formatting", None), "format_type", None)
+    if format_type is not None:
+        return f"an IterableDataset with the {format_type!r} format"
+    if steps != "ArrowExamplesIterable":
+        return f"an IterableDataset with .map/.filter/.shuffle steps ({steps})"
+    return None
 
 
 def _torchvision_objects(function: Any) -> list[Any]:
@@ -246,7 +262,11 @@ def from_hf_dataset(
     applies one torchvision transform to the images: its output keys are
     learnt from one sample it transforms (the image's key gets the decoded
     tensors, every other key must be a column it passes through)."""
-    features = dataset.features
+    iterable = not hasattr(dataset, "_format_type")  # an IterableDataset
+    problem = _iterable_problem(dataset) if iterable else None
+    if problem is not None:
+        raise TypeError(problem)
+    features = dataset.features or {}
     images = [name for name, f in features.items() if type(f).__name__ == "Image"]
     column = image_column or (images[0] if len(images) == 1 else None)
     if column is None or column not in features:
@@ -279,7 +299,12 @@ def from_hf_dataset(
             raise ValueError("set_transform output has no single image tensor")
     if probe:
         return MapSource(pa.table({}), column, "bytes"), keys, transform
-    table = dataset.data.table if hasattr(dataset.data, "table") else dataset.data
+    if iterable:  # streamed to its end: the rows, in order
+        from fastprep.arrow_input import _hf_table
+
+        table = _hf_table(dataset, column)[0]
+    else:
+        table = dataset.data.table if hasattr(dataset.data, "table") else dataset.data
     indices = getattr(dataset, "_indices", None)
     if indices is not None:
         table = table.take(indices.column(0))

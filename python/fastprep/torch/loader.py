@@ -111,17 +111,31 @@ class _Order(torch.utils.data.Sampler):
     :class:`torch.utils.data.RandomSampler` when shuffling, a
     :class:`torch.utils.data.SequentialSampler` otherwise, see below), so
     frameworks that rebuild a torch DataLoader from ``dataset`` and
-    ``batch_sampler`` get the same samples."""
+    ``batch_sampler`` get the same samples.
+
+    It follows the loader's epoch until iterated to its end by someone else
+    (a torch loader rebuilt from it, as Accelerate's ``prepare`` does): then,
+    as torch's RandomSampler draws a new order per pass, it moves on to the
+    next epoch, until :meth:`set_epoch` (or the loader's) sets it again."""
 
     def __init__(self, loader: DataLoader) -> None:
         self.loader = loader
         self.data_source: Any = loader.dataset
+        self._epoch: int | None = None  # None: the loader's epoch
+
+    def _current(self) -> int:
+        return self.loader.epoch if self._epoch is None else self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.loader._rank_order(self.loader.epoch).tolist())
+        epoch = self._current()
+        yield from self.loader._rank_order(epoch).tolist()
+        self._epoch = epoch + 1  # a finished pass moves on
 
     def __len__(self) -> int:
-        return len(self.loader._rank_order(self.loader.epoch))
+        return len(self.loader._rank_order(self._current()))
 
 
 class _RandomOrder(_Order, torch.utils.data.RandomSampler):
@@ -156,7 +170,18 @@ class DataLoader(torch.utils.data.DataLoader):
         prefetch_factor, persistent_workers, timeout: as in torch.
             ``sampler`` is any iterable of indices (read once per epoch).
         num_workers: Rust decoding threads (0 or 1: one thread). Threads are
-            always reused, so ``persistent_workers`` changes nothing.
+            always reused; ``persistent_workers`` only says how often
+            ``worker_init_fn`` runs.
+        worker_init_fn: called as torch calls it, ``worker_init_fn(i)`` for
+            each worker id ``i`` in ``range(num_workers)`` when a pass starts
+            (once per loader with ``persistent_workers=True``), never with
+            ``num_workers=0``. There are no worker processes: the calls run
+            in this process, before the pass's first batch (an exception
+            raises from the first ``next``), ``get_worker_info()`` is None
+            in them, and the global RNG states they reseed (torch,
+            ``random``, numpy: what Lightning's ``seed_everything(workers=
+            True)`` does) are restored after them, so the main process's
+            randomness is untouched, as in torch.
         transform: a :class:`Recipe` (:func:`fastprep.torch.train` /
             :func:`fastprep.torch.evaluate`); default: the dataset's own
             torchvision transform, else ``evaluate(224)``.
@@ -332,7 +357,8 @@ class DataLoader(torch.utils.data.DataLoader):
                 stacklevel=2,
             )
         self.timeout = timeout
-        self.worker_init_fn = worker_init_fn  # no worker processes: never called
+        self.worker_init_fn = worker_init_fn  # see _init_workers
+        self._workers_initialized = False
         self._DataLoader__multiprocessing_context = multiprocessing_context
         self.generator = generator
         self.prefetch_factor = prefetch_factor
@@ -412,6 +438,8 @@ class DataLoader(torch.utils.data.DataLoader):
 
     def state_dict(self) -> dict:
         """Position to resume from: the batches after :meth:`load_state_dict`
+        if isinstance(self.sampler, _Order):
+            self.sampler._epoch = None  # follows the loader again
         are those an uninterrupted run would have produced next."""
         return {
             "version": _STATE_VERSION,
@@ -435,6 +463,8 @@ class DataLoader(torch.utils.data.DataLoader):
         self._start_batch = int(state["batches_done"])
 
     def _plan(self, epoch: int, start: int) -> Iterator[tuple[int, np.ndarray, pa.Table | None]]:
+        if isinstance(self.sampler, _Order):
+            self.sampler._epoch = None
         """``(batch number, sample indices, rows or None)`` from batch ``start`` on."""
         if self.stream is not None:
             batches = stream_batches(
@@ -470,7 +500,32 @@ class DataLoader(torch.utils.data.DataLoader):
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         start = self._start_batch
         self._start_batch = 0
+    def _init_workers(self) -> None:
+        """torch calls ``worker_init_fn(worker_id)`` once in each worker it
+        starts: for every pass (once per loader with ``persistent_workers``),
+        never with ``num_workers=0``. fastprep has no worker processes, so
+        the calls happen here, in this process, before the pass's first
+        batch; the global RNG states (torch, ``random``, numpy) they reseed
+        are restored after them, as a worker's seeding never reaches the
+        main process in torch."""
+        if self.worker_init_fn is None or self.num_workers <= 0:
+            return
+        if self.persistent_workers and self._workers_initialized:
+            return
+        import random
+
+        states = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+        try:
+            for worker_id in range(self.num_workers):
+                self.worker_init_fn(worker_id)
+        finally:
+            torch.set_rng_state(states[0])
+            random.setstate(states[1])
+            np.random.set_state(states[2])
+        self._workers_initialized = True
+
         self._yielded = start
+        self._init_workers()
         epoch = self.epoch
         plan = self._plan(epoch, start)
         produced: queue.Queue = queue.Queue(maxsize=self._prefetch)

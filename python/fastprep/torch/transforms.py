@@ -215,7 +215,10 @@ def split_torchvision(transform: Any) -> tuple[Recipe, list[Any]]:
     while head and not _complete(head):
         tail.insert(0, head.pop())
     if not head:
-        name = type(steps[0]).__name__ if steps else "no transform"
+        # The step that stopped the fusable run (e.g. ColorJitter after a
+        # PILToTensor), else the first one.
+        blocker = steps[cut] if cut < len(steps) else steps[0] if steps else None
+        name = type(blocker).__name__ if blocker is not None else "no transform"
         raise ValueError(
             f"torchvision transform {name} must see the image before any crop fastprep "
             "can fuse (RandomResizedCrop, Resize + CenterCrop, Resize((h, w)))"
