@@ -350,3 +350,16 @@ def test_background_colours_transparent_pixels(tmp_path):
     tailed = folder_with(root, T.Compose([*transform.transforms, T.Lambda(lambda x: x // 2)]))
     x, _ = fast(tailed, batch_size=1, background=(0, 0, 255))[0]
     assert (x[0, :, :, :4].permute(1, 2, 0) == torch.tensor([0, 0, 127])).all()
+
+
+def test_drop_alpha_gives_pils_convert_rgb_pixels_exactly(tmp_path):
+    root = tmp_path / "alpha"
+    (root / "x").mkdir(parents=True)
+    rgba_png(root / "x" / "0.png")
+    transform = T.Compose([T.Resize((8, 12)), T.PILToTensor()])  # same size: no resampling
+    dataset = folder_with(root, transform)
+    pil, _ = next(iter(TorchDataLoader(dataset, batch_size=1)))
+    got, _ = fast(dataset, batch_size=1, drop_alpha=True)[0]
+    assert torch.equal(got, pil), "stored colours under transparency, as PIL"
+    blended, _ = fast(dataset, batch_size=1)[0]
+    assert not torch.equal(blended, pil), "the default still composites"

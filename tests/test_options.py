@@ -34,6 +34,9 @@ LEGACY_DEFAULTS = {
     # keep-aspect sizes (the store issue): off by default
     "short_side": None,
     "max_side": None,
+    "read_to_end": True,
+    "channels_first": False,
+    "drop_alpha": False,
 }
 
 

@@ -129,6 +129,9 @@ def decode_images(
         reduced_decode: decode JPEGs in the DCT domain at 1/2, 1/4 or 1/8 scale
             when the output is much smaller than the source.
         background: RGB colour under transparent pixels and letterbox padding.
+        drop_alpha: transparent pixels keep their stored colour (alpha
+            dropped, as PIL's ``convert("RGB")`` does: 16-bit samples are
+            reduced Pillow's way too) instead of blending over ``background``.
         max_pixels: decompression-bomb limit, checked from the header before any
             pixel memory is allocated.
         num_threads: Rust threads; default ``$FASTPREP_NUM_THREADS`` or the CPUs
@@ -139,12 +142,21 @@ def decode_images(
             off reduced and partial JPEG decoding for the batch.
         pixels: set False to skip resizing and the pixel column (hashes and
             metadata only).
+        read_to_end: a JPEG crop (``center_crop``, ``random_resized_crop``)
+            still reads the scan data down to the image's last row, so damage
+            below the crop is flagged exactly as a full decode flags it (the
+            default). ``False`` stops after the crop's last row: about 10%
+            faster on random crops, for files known to be intact (the torch
+            loader does this for samples that already decoded cleanly).
+        channels_first: with ``size`` set, pixels as ``[3, H, W]`` planes
+            (torch's per-image layout, split in the Rust threads) instead of
+            ``[H, W, 3]``; the tensor type's ``dim_names`` say which.
 
     Returns:
         A :class:`pyarrow.RecordBatch`, one row per input, in input order:
 
         * ``pixels``: with ``size`` set, an ``arrow.fixed_shape_tensor`` of uint8
-          with shape ``[H, W, 3]``; with ``size=None``, ``large_binary`` holding
+          with shape ``[H, W, 3]`` (``[3, H, W]`` with ``channels_first``); with ``size=None``, ``large_binary`` holding
           ``height * width * 3`` bytes of row-major RGB. Null where ``error`` is set.
         * ``height``, ``width`` (int32): the output size.
         * ``source_height``, ``source_width`` (int32): the image as displayed
@@ -170,8 +182,8 @@ def decode_images(
           else what it recovered from, as short stable names:
           ``corrupt entropy data`` (the pixels decoded but may be partly
           garbage), ``extraneous bytes before marker``, ``bad ICC marker``,
-          ``decoder warning``. A crop reads only the rows it needs, so
-          damage below the crop's last row is not seen there.
+          ``decoder warning``. A crop sees damage anywhere in the file
+          unless ``read_to_end=False``.
 
         All pixels live in one buffer allocated by Rust and shared with pyarrow
         and numpy without a copy.

@@ -51,6 +51,17 @@ class DecodeOptions:
     #: differ per record (the variable-size layout). Both exclude ``size``.
     short_side: int | None = None
     max_side: int | None = None
+    #: A JPEG crop reads the file's scan data to the end, so damage below the
+    #: crop is flagged (``warnings``/errors) exactly as a full decode flags it.
+    #: ``False`` stops after the crop's last row: faster (about 10% on
+    #: RandomResizedCrop), for files already known to be intact.
+    read_to_end: bool = True
+    #: Fixed-size outputs as ``[3, H, W]`` planes (torch's image layout)
+    #: instead of ``[H, W, 3]``; the tensor type's ``dim_names`` say which.
+    channels_first: bool = False
+    #: Transparent pixels keep their stored colour (alpha dropped, as PIL's
+    #: ``convert("RGB")`` does) instead of blending over ``background``.
+    drop_alpha: bool = False
 
     def __post_init__(self) -> None:
         # Tuples, so instances are hashable and compare by value.
@@ -124,6 +135,9 @@ class DecodeOptions:
             "pixels": bool(self.pixels),
             "short_side": None if self.short_side is None else int(self.short_side),
             "max_side": None if self.max_side is None else int(self.max_side),
+            "read_to_end": bool(self.read_to_end),
+            "channels_first": bool(self.channels_first),
+            "drop_alpha": bool(self.drop_alpha),
         }
 
 

@@ -17,11 +17,13 @@ use arrow_schema::{DataType, Field, Schema};
 
 /// Pixel storage for a batch.
 pub enum Pixels {
-    /// Every record is `height` x `width` x 3; record i is `data[i*frame..]`.
+    /// Every record is `height` x `width` x 3 (three planes when
+    /// `channels_first`); record i is `data[i*frame..]`.
     Fixed {
         data: Vec<u8>,
         height: u32,
         width: u32,
+        channels_first: bool,
     },
     /// Record i is `data[offsets[i]..offsets[i+1]]`, row-major RGB.
     Variable { data: Vec<u8>, offsets: Vec<i64> },
@@ -54,6 +56,7 @@ fn pixel_column(pixels: Pixels, valid: NullBuffer) -> Option<(Field, ArrayRef)> 
             data,
             height,
             width,
+            channels_first,
         } => {
             let frame = height as i32 * width as i32 * 3;
             let item = Arc::new(Field::new("item", DataType::UInt8, false));
@@ -66,7 +69,15 @@ fn pixel_column(pixels: Pixels, valid: NullBuffer) -> Option<(Field, ArrayRef)> 
                 ),
                 (
                     "ARROW:extension:metadata".to_string(),
-                    format!("{{\"shape\":[{height},{width},3],\"dim_names\":[\"H\",\"W\",\"C\"]}}"),
+                    if channels_first {
+                        format!(
+                            "{{\"shape\":[3,{height},{width}],\"dim_names\":[\"C\",\"H\",\"W\"]}}"
+                        )
+                    } else {
+                        format!(
+                            "{{\"shape\":[{height},{width},3],\"dim_names\":[\"H\",\"W\",\"C\"]}}"
+                        )
+                    },
                 ),
             ];
             let field = Field::new("pixels", DataType::FixedSizeList(item, frame), true)

@@ -24,6 +24,9 @@ pub struct PyDecodeOptions {
     pixels: bool,
     short_side: Option<u32>,
     max_side: Option<u32>,
+    read_to_end: bool,
+    channels_first: bool,
+    drop_alpha: bool,
 }
 
 impl From<PyDecodeOptions> for DecodeOptions {
@@ -46,6 +49,9 @@ impl From<PyDecodeOptions> for DecodeOptions {
             pixels: o.pixels,
             short_side: o.short_side,
             max_side: o.max_side,
+            read_to_end: o.read_to_end,
+            channels_first: o.channels_first,
+            drop_alpha: o.drop_alpha,
         }
     }
 }

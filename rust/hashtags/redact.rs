@@ -585,6 +585,46 @@ pub fn redact(text: &str) -> String {
     String::from_utf8(out).expect("placeholders are ASCII and spans fall on char boundaries")
 }
 
+/// Redacts many captions in parallel (chunks of 1,024 on the crate's pool):
+/// the redacted strings (null stays null; invalid UTF-8 becomes U+FFFD) and
+/// the counts per kind over all of them.
+pub fn redact_many(
+    texts: &[Option<&[u8]>],
+    kinds: RedactKinds,
+    num_threads: Option<usize>,
+) -> (arrow_array::StringArray, RedactCounts) {
+    use rayon::prelude::*;
+    crate::pool::run_in_pool(num_threads, || {
+        let parts: Vec<(Vec<Option<String>>, RedactCounts)> = texts
+            .par_chunks(1024)
+            .map(|chunk| {
+                let mut counts = RedactCounts::default();
+                let mut buffer = Vec::new();
+                let rows = chunk
+                    .iter()
+                    .map(|text| {
+                        text.map(|text| {
+                            buffer.clear();
+                            redact_into(text, kinds, &mut buffer, &mut counts);
+                            String::from_utf8_lossy(&buffer).into_owned()
+                        })
+                    })
+                    .collect();
+                (rows, counts)
+            })
+            .collect();
+        let mut builder = arrow_array::builder::StringBuilder::new();
+        let mut total = RedactCounts::default();
+        for (rows, counts) in parts {
+            total.merge(&counts);
+            for row in rows {
+                builder.append_option(row);
+            }
+        }
+        (builder.finish(), total)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -713,44 +753,4 @@ mod tests {
             redact_into(&bytes, RedactKinds::default(), &mut out, &mut RedactCounts::default());
         }
     }
-}
-
-/// Redacts many captions in parallel (chunks of 1,024 on the crate's pool):
-/// the redacted strings (null stays null; invalid UTF-8 becomes U+FFFD) and
-/// the counts per kind over all of them.
-pub fn redact_many(
-    texts: &[Option<&[u8]>],
-    kinds: RedactKinds,
-    num_threads: Option<usize>,
-) -> (arrow_array::StringArray, RedactCounts) {
-    use rayon::prelude::*;
-    crate::pool::run_in_pool(num_threads, || {
-        let parts: Vec<(Vec<Option<String>>, RedactCounts)> = texts
-            .par_chunks(1024)
-            .map(|chunk| {
-                let mut counts = RedactCounts::default();
-                let mut buffer = Vec::new();
-                let rows = chunk
-                    .iter()
-                    .map(|text| {
-                        text.map(|text| {
-                            buffer.clear();
-                            redact_into(text, kinds, &mut buffer, &mut counts);
-                            String::from_utf8_lossy(&buffer).into_owned()
-                        })
-                    })
-                    .collect();
-                (rows, counts)
-            })
-            .collect();
-        let mut builder = arrow_array::builder::StringBuilder::new();
-        let mut total = RedactCounts::default();
-        for (rows, counts) in parts {
-            total.merge(&counts);
-            for row in rows {
-                builder.append_option(row);
-            }
-        }
-        (builder.finish(), total)
-    })
 }

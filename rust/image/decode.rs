@@ -263,8 +263,13 @@ fn render(
             let region = if hashing {
                 None
             } else {
-                jpeg::crop_alignment(&h, denominator)
-                    .and_then(|align| decode_region(crop, resized, options.filter, (iw, ih), align))
+                jpeg::crop_alignment(&h, denominator).and_then(|align| {
+                    let reach = Reach {
+                        filter: options.filter,
+                        to_end: options.read_to_end,
+                    };
+                    decode_region(crop, resized, reach, (iw, ih), align)
+                })
             };
             let request = jpeg::Request {
                 denominator,
@@ -290,7 +295,15 @@ fn render(
             }
             (img, None)
         }
-        Header::Other(opened) => opened.decode(options.background, hashing)?,
+        Header::Other(opened) => {
+            let (composited, dropped) =
+                opened.decode(options.background, hashing || options.drop_alpha)?;
+            match dropped {
+                // Pillow's pixels are the output too: one image serves both.
+                Some(dropped) if options.drop_alpha => (dropped, None),
+                dropped => (composited, dropped),
+            }
+        }
     };
 
     if hashing {
@@ -351,17 +364,27 @@ fn render(
     }
 }
 
+/// How far a partial decode reaches beyond its crop.
+#[derive(Clone, Copy)]
+struct Reach {
+    /// Resampling filter: its support widens the box.
+    filter: Filter,
+    /// Rows run to the bottom of the image (see [`ImageOptions::read_to_end`]).
+    to_end: bool,
+}
+
 /// The part of a (scaled) JPEG worth decoding for `crop`: the box plus the
 /// filter's reach, so resampling sees exactly the pixels it would in the whole
-/// image, down to the last row. `None` when that is most of the image anyway.
+/// image (down to the last row when `reach.to_end`). `None` when that is most
+/// of the image anyway.
 fn decode_region(
     crop: CropBox,
     resized: (u32, u32),
-    filter: Filter,
+    reach: Reach,
     (width, height): (u32, u32),
     align: u32,
 ) -> Option<jpeg::Region> {
-    let support = match filter {
+    let support = match reach.filter {
         Filter::Nearest | Filter::Box => 0.5,
         Filter::Bilinear | Filter::Hamming => 1.0,
         Filter::Bicubic => 2.0,
@@ -373,11 +396,16 @@ fn decode_region(
     let x0 = ((crop.left - reach_x).floor().max(0.0) as u32) / align * align;
     let y0 = (crop.top - reach_y).floor().max(0.0) as u32;
     let x1 = ((crop.left + crop.width + reach_x).ceil() as u32).min(width);
-    // Rows run to the bottom: libjpeg stops reading the file after the last
-    // row asked for, so damage below a crop would go unseen there while a
-    // full decode flags it. Reading on (entropy decoding, which dominates,
-    // is needed to see it at all) keeps one rule for every output size.
-    let y1 = height;
+    // Rows run to the bottom by default: libjpeg stops reading the file
+    // after the last row asked for, so damage below a crop would go unseen
+    // there while a full decode flags it. Reading on (entropy decoding, which
+    // dominates, is needed to see it at all) keeps one rule for every output
+    // size; callers that know a file is intact may stop early.
+    let y1 = if reach.to_end {
+        height
+    } else {
+        ((crop.top + crop.height + reach_y).ceil() as u32).min(height)
+    };
     if x1 <= x0 || y1 <= y0 {
         return None;
     }

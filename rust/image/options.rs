@@ -122,6 +122,16 @@ pub struct ImageOptions {
     pub hashes: HashRequest,
     /// Produce pixels at all (off: only hashes and metadata).
     pub output_pixels: bool,
+    /// A JPEG crop reads the scan data down to the last row, so damage below
+    /// the crop is flagged exactly as a full decode flags it. Off: reading
+    /// stops after the crop's last row (faster; for files known intact).
+    pub read_to_end: bool,
+    /// Fixed-size outputs as three planes (`[3, H, W]`, torch's per-image
+    /// layout) instead of interleaved `[H, W, 3]`.
+    pub channels_first: bool,
+    /// Transparent pixels keep their stored colour (alpha dropped, as
+    /// Pillow's `convert("RGB")` does) instead of blending over `background`.
+    pub drop_alpha: bool,
 }
 
 impl Default for ImageOptions {
@@ -135,6 +145,9 @@ impl Default for ImageOptions {
             max_pixels: DEFAULT_MAX_PIXELS,
             hashes: HashRequest::default(),
             output_pixels: true,
+            read_to_end: true,
+            channels_first: false,
+            drop_alpha: false,
         }
     }
 }
@@ -237,6 +250,12 @@ pub struct DecodeOptions {
     /// Keep each image's aspect: its longer side is capped at this (FFCV's
     /// `max_resolution`). Excludes `size`.
     pub max_side: Option<u32>,
+    /// See [`ImageOptions::read_to_end`].
+    pub read_to_end: bool,
+    /// See [`ImageOptions::channels_first`]; needs a fixed `size`.
+    pub channels_first: bool,
+    /// See [`ImageOptions::drop_alpha`].
+    pub drop_alpha: bool,
 }
 
 impl Default for DecodeOptions {
@@ -258,6 +277,9 @@ impl Default for DecodeOptions {
             pixels: true,
             short_side: None,
             max_side: None,
+            read_to_end: true,
+            channels_first: false,
+            drop_alpha: false,
         }
     }
 }
@@ -283,6 +305,11 @@ impl DecodeOptions {
             }
             (shorter, longer) => Geometry::KeepAspect { shorter, longer },
         };
+        if self.channels_first && geometry.fixed_size().is_none() {
+            return Err(CoreError::InvalidArgument(
+                "channels_first needs a fixed output size".into(),
+            ));
+        }
         Ok(ImageOptions {
             geometry,
             filter,
@@ -292,6 +319,9 @@ impl DecodeOptions {
             max_pixels: self.max_pixels,
             hashes: HashRequest::from_names(self.hashes.iter().map(String::as_str))?,
             output_pixels: self.pixels,
+            read_to_end: self.read_to_end,
+            channels_first: self.channels_first,
+            drop_alpha: self.drop_alpha,
         })
     }
 }

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from fastprep.torch.data import open_map_source
-from fastprep.torch.loader import DataLoader, _uint8_tensor
+from fastprep.torch.loader import DataLoader, _is_planar, _uint8_tensor
 from fastprep.torch.transforms import Recipe, evaluate
 
 
@@ -84,7 +84,10 @@ class ImageDataset(Dataset):
             error = decoded.column("error")[0].as_py()
             if error is not None:
                 raise ValueError(f"sample {index} cannot be decoded: {error}")
-            image = _uint8_tensor(decoded.column("pixels"))[0]
+            pixels = decoded.column("pixels")
+            image = _uint8_tensor(pixels)[0]
+            if _is_planar(pixels):
+                image = image.permute(1, 2, 0)  # HWC view, as a prepared shard's
         image = image.permute(2, 0, 1)
         if self.recipe.dtype == "float":
             image = image.float().div_(255)

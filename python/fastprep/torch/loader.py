@@ -57,6 +57,11 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def _is_planar(pixels: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether a fixed-shape tensor column holds ``[3, H, W]`` planes."""
+    return list(getattr(pixels.type, "dim_names", None) or []) == ["C", "H", "W"]
+
+
 def _uint8_tensor(pixels: pa.Array | pa.ChunkedArray) -> torch.Tensor:
     """``[B, H, W, 3]`` uint8 tensor over a fixed-shape tensor column's
     buffer: no copy. The tensor keeps the Arrow buffer alive, and is
@@ -102,6 +107,7 @@ _FASTPREP_ONLY = {
     "caption_column",
     "apply_orientation",
     "background",
+    "drop_alpha",
 }
 
 
@@ -205,10 +211,12 @@ class DataLoader(torch.utils.data.DataLoader):
         transform: also any torchvision transform: the leading fusable steps
             run in Rust, the rest as torchvision code on each decoded tensor
             (on ``num_workers`` threads).
-        apply_orientation, background: decode switches. fastprep applies
-            EXIF orientation and composites alpha over white; PIL (torch's
-            ImageFolder) does neither: ``apply_orientation=False`` gives its
-            pixels for rotated photos.
+        apply_orientation, background, drop_alpha: decode switches.
+            fastprep applies EXIF orientation and composites alpha over
+            ``background`` (white); PIL (torch's ImageFolder) does neither:
+            ``apply_orientation=False`` gives its pixels for rotated photos,
+            and ``drop_alpha=True`` its ``convert("RGB")`` pixels for
+            transparent ones (stored colours kept, alpha dropped).
         streaming: read the source in order instead of by index (default for
             WebDataset tar shards): records are split among ranks round-robin
             and shuffled through a seeded buffer of ``shuffle_buffer`` records.
@@ -274,6 +282,7 @@ class DataLoader(torch.utils.data.DataLoader):
         shuffle_buffer: int = 10_000,
         apply_orientation: bool | None = None,
         background: tuple[int, int, int] | None = None,
+        drop_alpha: bool | None = None,
         erasures: Any = None,
         on_erased: str = "refuse",
     ) -> None:
@@ -337,6 +346,8 @@ class DataLoader(torch.utils.data.DataLoader):
             recipe = replace(recipe, apply_orientation=bool(apply_orientation))
         if background is not None:
             recipe = replace(recipe, background=(background[0], background[1], background[2]))
+        if drop_alpha is not None:
+            recipe = replace(recipe, drop_alpha=bool(drop_alpha))
         self.recipe = recipe
         self.transform = transform
         # torch's attributes, with torch's meaning.
@@ -387,6 +398,9 @@ class DataLoader(torch.utils.data.DataLoader):
         self._yielded = 0
         self._stride = (0, 1)  # (this worker, workers): IterableImageDataset's share
         self.errors: list[tuple[str, str]] = []  # (key, reason) of replaced samples
+        # Samples that once decoded cleanly when read to the end: their later
+        # crops stop after the crop's last row (see DecodeOptions.read_to_end).
+        self._intact: np.ndarray | None = None
         self._sampler_given = sampler
         self._batch_sampler_given = batch_sampler
         self.sampler: Any = sampler
@@ -435,11 +449,11 @@ class DataLoader(torch.utils.data.DataLoader):
         after each complete pass."""
         self.epoch = int(epoch)
         self._start_batch = 0
+        if isinstance(self.sampler, _Order):
+            self.sampler._epoch = None  # follows the loader again
 
     def state_dict(self) -> dict:
         """Position to resume from: the batches after :meth:`load_state_dict`
-        if isinstance(self.sampler, _Order):
-            self.sampler._epoch = None  # follows the loader again
         are those an uninterrupted run would have produced next."""
         return {
             "version": _STATE_VERSION,
@@ -460,11 +474,11 @@ class DataLoader(torch.utils.data.DataLoader):
                 raise ValueError(f"state_dict was saved with {name}={state[name]}")
         self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
+        if isinstance(self.sampler, _Order):
+            self.sampler._epoch = None
         self._start_batch = int(state["batches_done"])
 
     def _plan(self, epoch: int, start: int) -> Iterator[tuple[int, np.ndarray, pa.Table | None]]:
-        if isinstance(self.sampler, _Order):
-            self.sampler._epoch = None
         """``(batch number, sample indices, rows or None)`` from batch ``start`` on."""
         if self.stream is not None:
             batches = stream_batches(
@@ -497,9 +511,6 @@ class DataLoader(torch.utils.data.DataLoader):
             if b % self._stride[1] == self._stride[0]:
                 yield b, order[b * size : (b + 1) * size], None
 
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        start = self._start_batch
-        self._start_batch = 0
     def _init_workers(self) -> None:
         """torch calls ``worker_init_fn(worker_id)`` once in each worker it
         starts: for every pass (once per loader with ``persistent_workers``),
@@ -524,8 +535,11 @@ class DataLoader(torch.utils.data.DataLoader):
             np.random.set_state(states[2])
         self._workers_initialized = True
 
-        self._yielded = start
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         self._init_workers()
+        start = self._start_batch
+        self._start_batch = 0
+        self._yielded = start
         epoch = self.epoch
         plan = self._plan(epoch, start)
         produced: queue.Queue = queue.Queue(maxsize=self._prefetch)
@@ -602,12 +616,41 @@ class DataLoader(torch.utils.data.DataLoader):
             return order  # the sampler decides (e.g. torch's DistributedSampler splits ranks)
         return rank_slice(order, self.rank, self.world_size, self.drop_last)
 
-    def _decode(self, rows: pa.Table, seed: int, source: MapSource | None = None) -> pa.RecordBatch:
+    def _decode(
+        self,
+        rows: pa.Table,
+        seed: int,
+        source: MapSource | None = None,
+        indices: np.ndarray | None = None,
+    ) -> pa.RecordBatch:
+        """Decodes ``rows``. Pixels come as ``[3, H, W]`` planes when the
+        batch will be NCHW (split in Rust, not by a strided copy later). A
+        batch whose every sample already decoded cleanly once, read to the
+        end, is not read past its crops again: a file's damage does not change
+        between epochs."""
         source = source or self._map_source()
         images = source.paths(rows) if source.kind == "path" else rows.column(source.image_column)
-        return decode_images(
-            images, options=self.recipe.decode_options(seed), num_threads=self.num_threads
+        options = self.recipe.decode_options(seed)
+        known_intact = (
+            indices is not None
+            and self._intact is not None
+            and len(indices) > 0
+            and bool(self._intact[indices].all())
         )
+        planes = not self.channels_last and self.memory_format is not torch.channels_last
+        if known_intact or planes:
+            options = options.replace(
+                read_to_end=not known_intact, channels_first=planes and options.size is not None
+            )
+        decoded = decode_images(images, options=options, num_threads=self.num_threads)
+        if indices is not None and not known_intact and options.read_to_end:
+            clean = pc.and_(
+                pc.is_null(decoded.column("error")), pc.is_null(decoded.column("warnings"))
+            )
+            if self._intact is None:
+                self._intact = np.zeros(len(source), dtype=bool)
+            self._intact[np.asarray(indices)[clean.to_numpy(zero_copy_only=False)]] = True
+        return decoded
 
     def _make_batch(
         self,
@@ -625,7 +668,8 @@ class DataLoader(torch.utils.data.DataLoader):
         if source.kind == "pixels":
             pixels = rows.column(source.image_column).combine_chunks()
         else:
-            decoded = self._decode(rows, seed, source)
+            map_style = self.source is not None  # indices name records of the dataset
+            decoded = self._decode(rows, seed, source, indices if map_style else None)
             errors = decoded.column("error")
             if errors.null_count < len(errors):
                 if self.source is None:
@@ -633,7 +677,7 @@ class DataLoader(torch.utils.data.DataLoader):
                 else:
                     indices, rows, decoded = self._replace_failed(indices, rows, decoded, seed)
             pixels = decoded.column("pixels")
-        image = self._layout(_uint8_tensor(pixels))
+        image = self._layout(_uint8_tensor(pixels), planar=_is_planar(pixels))
         per_sample: list[Any] | None = None
         if self._tail is not None:
             tail = self._tail
@@ -668,15 +712,18 @@ class DataLoader(torch.utils.data.DataLoader):
             out = pin_memory(out, self.pin_memory_device or None)
         return out
 
-    def _layout(self, image: torch.Tensor) -> torch.Tensor:
+    def _layout(self, image: torch.Tensor, planar: bool = False) -> torch.Tensor:
         """``[B, H, W, 3]`` uint8 to the recipe's dtype and the asked layout:
         contiguous NCHW by default (as torch's loader gives), a zero-copy
         channels-last view with ``memory_format=torch.channels_last``, or
-        ``[B, H, W, 3]`` with ``channels_last=True``."""
-        if not self.channels_last:
+        ``[B, H, W, 3]`` with ``channels_last=True``. ``planar``: the
+        pixels were decoded as ``[B, 3, H, W]`` already (NCHW asked)."""
+        if not self.channels_last and not planar:
             image = image.permute(0, 3, 1, 2)  # a view in channels-last memory format
         float_out = self.recipe.dtype == "float"
-        if not self.channels_last and self.memory_format is not torch.channels_last:
+        if planar and not float_out:
+            pass  # already NCHW-contiguous
+        elif not self.channels_last and self.memory_format is not torch.channels_last:
             # One pass: the copy to NCHW-contiguous is also the dtype conversion.
             out = torch.empty(image.shape, dtype=torch.float32 if float_out else torch.uint8)
             image = out.copy_(image)

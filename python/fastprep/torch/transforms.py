@@ -46,6 +46,9 @@ class Recipe:
     #: Transparent pixels are composited over this colour (PIL's
     #: ``convert("RGB")`` drops alpha instead; equal for opaque images).
     background: tuple[int, int, int] = (255, 255, 255)
+    #: Keep transparent pixels' stored colour, as PIL's ``convert("RGB")``
+    #: does (``background`` then only pads letterboxes).
+    drop_alpha: bool = False
 
     def decode_options(self, seed: int = 0) -> DecodeOptions:
         """The decode this recipe runs, every other option at its default."""
@@ -60,6 +63,7 @@ class Recipe:
             seed=seed,
             apply_orientation=self.apply_orientation,
             background=self.background,
+            drop_alpha=self.drop_alpha,
         )
 
     def normalized(self, mean: tuple[float, ...], std: tuple[float, ...]) -> Recipe:
