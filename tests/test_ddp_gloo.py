@@ -43,6 +43,15 @@ WORKER = textwrap.dedent(
     )
     loader = DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2)
     planned = [i for b in loader.batch_sampler for i in b]
+    from accelerate.data_loader import BatchSamplerShard
+
+    resharded = [
+        i
+        for b in BatchSamplerShard(
+            loader.batch_sampler, num_processes=2, process_index=rank, even_batches=False
+        )
+        for i in b
+    ]
     epochs = [[t for _, y in loader for t in y.tolist()] for _ in range(2)]
     loader.set_epoch(0)
     replay = [t for _, y in loader for t in y.tolist()]
@@ -54,6 +63,7 @@ WORKER = textwrap.dedent(
                 "seed": loader.seed,
                 "len": len(loader),
                 "planned": planned,
+                "resharded": resharded,
                 "epochs": epochs,
                 "replay": replay,
             },
@@ -123,7 +133,16 @@ def test_gloo_ranks_seeded_differently_shard_one_shared_order(one_per_class, tmp
         assert len(shards[0]) == len(shards[1]) == N // WORLD
         assert not set(shards[0]) & set(shards[1]), f"epoch {epoch}: shards overlap"
         assert sorted(shards[0] + shards[1]) == list(range(N)), f"epoch {epoch}: not covered"
-    assert [r["planned"] for r in ranks] == [r["epochs"][0] for r in ranks]
+    # The batch sampler reads back torch's meaning: the whole shared epoch
+    # order on every rank; the loader iterates its rank's share of it.
+    assert ranks[0]["planned"] == ranks[1]["planned"]
+    assert sorted(ranks[0]["planned"]) == list(range(N))
+    for rank, r in enumerate(ranks):
+        assert r["epochs"][0] == r["planned"][rank::WORLD]
+    # Sharded again by Accelerate: the dataset is split once, not a quarter each.
+    resharded = [r["resharded"] for r in ranks]
+    assert not set(resharded[0]) & set(resharded[1])
+    assert sorted(resharded[0] + resharded[1]) == list(range(N))
     assert [r["epochs"][0] for r in ranks] != [r["epochs"][1] for r in ranks], "reshuffled"
     assert [r["replay"] for r in ranks] == [r["epochs"][0] for r in ranks], "set_epoch(0)"
     # Shuffled: the interleaved order is not the identity.

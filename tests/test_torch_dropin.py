@@ -210,11 +210,14 @@ def test_flattening_works_on_the_batch(folder):
 
 def test_ddp_ranks_seeded_differently_get_disjoint_shards(folder):
     dataset = torchvision.datasets.ImageFolder(str(folder), transform=PresetEval(16, 20))
+    # One target per sample, so the targets each rank gets name its samples.
+    dataset.samples = [(path, i) for i, (path, _) in enumerate(dataset.samples)]
+    dataset.targets = [i for _, i in dataset.samples]
     seen = []
     for rank in range(3):
         torch.manual_seed(100 + rank)  # as per-rank seeding does
         loader = DataLoader(dataset, batch_size=4, shuffle=True, rank=rank, world_size=3)
-        seen.append([i for b in loader.batch_sampler for i in b])
+        seen.append([i for _, targets in loader for i in targets.tolist()])
         assert len(loader) == 2
     flat = [i for s in seen for i in s]
     assert sorted(flat) == list(range(21)), "disjoint, and together the whole dataset"

@@ -122,7 +122,13 @@ class _Order(torch.utils.data.Sampler):
     It follows the loader's epoch until iterated to its end by someone else
     (a torch loader rebuilt from it, as Accelerate's ``prepare`` does): then,
     as torch's RandomSampler draws a new order per pass, it moves on to the
-    next epoch, until :meth:`set_epoch` (or the loader's) sets it again."""
+    next epoch, until :meth:`set_epoch` (or the loader's) sets it again.
+
+    Under DDP it yields the whole epoch order (the same on every rank: the
+    seed is shared), as torch's samplers do; the loader itself iterates only
+    its rank's share. A framework that shards the batch sampler again
+    (Accelerate's ``BatchSamplerShard``) then splits the dataset once, not
+    one rank's share."""
 
     def __init__(self, loader: DataLoader) -> None:
         self.loader = loader
@@ -137,11 +143,11 @@ class _Order(torch.utils.data.Sampler):
 
     def __iter__(self) -> Iterator[int]:
         epoch = self._current()
-        yield from self.loader._rank_order(epoch).tolist()
+        yield from self.loader._epoch_order(epoch).tolist()
         self._epoch = epoch + 1  # a finished pass moves on
 
     def __len__(self) -> int:
-        return len(self.loader._rank_order(self._current()))
+        return len(self.loader._epoch_order(self._current()))
 
 
 class _RandomOrder(_Order, torch.utils.data.RandomSampler):
@@ -601,8 +607,9 @@ class DataLoader(torch.utils.data.DataLoader):
             raise RuntimeError("a streamed source has no map-style records")
         return self.source
 
-    def _rank_order(self, epoch: int) -> np.ndarray:
-        order = epoch_order(
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        """Every rank's samples of ``epoch``, in order (a given sampler's)."""
+        return epoch_order(
             len(self._map_source()),
             shuffle=self.shuffle,
             seed=self.seed,
@@ -612,6 +619,10 @@ class DataLoader(torch.utils.data.DataLoader):
             replacement=self.replacement,
             sampler=self._sampler_given,
         )
+
+    def _rank_order(self, epoch: int) -> np.ndarray:
+        """This rank's samples of ``epoch``."""
+        order = self._epoch_order(epoch)
         if self._sampler_given is not None:
             return order  # the sampler decides (e.g. torch's DistributedSampler splits ranks)
         return rank_slice(order, self.rank, self.world_size, self.drop_last)
