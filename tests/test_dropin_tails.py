@@ -77,7 +77,7 @@ class Spy:
             self.inputs.append(
                 (type(image), tuple(image.shape), image.dtype)
                 if torch.is_tensor(image)
-                else (type(image), None, None)
+                else (type(image), getattr(image, "size", None), getattr(image, "mode", None))
             )
             return original(step, *args, **kwargs)
 
@@ -131,10 +131,11 @@ AUGMENTS = [
 @pytest.mark.parametrize(
     "api,name,kwargs", AUGMENTS, ids=[f"{a.__name__.split('.')[-1]}-{n}" for a, n, _ in AUGMENTS]
 )
-def test_auto_augment_family_runs_on_decoded_uint8_tensors(folder, monkeypatch, api, name, kwargs):
+def test_auto_augment_family_runs_on_the_decoded_crops(folder, monkeypatch, api, name, kwargs):
     cls = getattr(api, name)
     # As torchvision's reference preset (PIL backend) orders them: torch's
-    # loader gives the augment a PIL image, fastprep the decoded tensor.
+    # loader gives the augment a PIL image, and so does fastprep (made from
+    # the crop Rust decoded): torchvision's PIL kernels are its fast ones.
     steps = [api.RandomResizedCrop(16), api.RandomHorizontalFlip(), cls(**kwargs)]
     steps += [api.PILToTensor(), api.ConvertImageDtype(torch.float)]
     if api is v2:
@@ -142,13 +143,15 @@ def test_auto_augment_family_runs_on_decoded_uint8_tensors(folder, monkeypatch, 
     dataset = folder_with(folder, api.Compose(steps))
     spy = Spy(monkeypatch, cls)
     ours = fast(dataset, batch_size=4, num_workers=2)
-    # Once per sample, each time on a [3, 16, 16] uint8 tensor Rust decoded.
-    assert spy.inputs == [(torch.Tensor, (3, 16, 16), torch.uint8)] * N
+    # Once per sample, each time on the 16x16 RGB crop Rust decoded.
+    assert len(spy.inputs) == N
+    assert all(issubclass(t, Image.Image) and (s, m) == ((16, 16), "RGB") for t, s, m in spy.inputs)
+    ours_inputs = list(spy.inputs)
     spy.inputs.clear()
     assert_like_torch(dataset, ours, batch_size=4)
-    assert len(spy.inputs) == N and all(t is not torch.Tensor for t, _, _ in spy.inputs), (
-        "torch's loader gives the same step PIL images"
-    )
+    assert len(spy.inputs) == N and {t for t, _, _ in spy.inputs} == {
+        t for t, _, _ in ours_inputs
+    }, "torch's loader gives the same step the same kind of image"
     for x, _ in ours:
         assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
 

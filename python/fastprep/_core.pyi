@@ -1,5 +1,6 @@
 # Type stubs for the Rust extension module. Call it through `fastprep`.
 
+from collections.abc import Sequence
 from typing import Any, final
 
 import pyarrow as pa
@@ -81,6 +82,14 @@ def strip_images(
     orientations: list[int | None],
     num_threads: int | None = None,
 ) -> pa.BinaryArray: ...
+def normalize_pixels(
+    pixels: pa.ChunkedArray,
+    channels_first: bool,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    multiply: bool = False,
+    num_threads: int | None = None,
+) -> pa.FixedSizeListArray: ...
 
 # Hashtags (see fastprep.hashtags).
 def normalize_hashtag(tag: str) -> str: ...

@@ -15,7 +15,7 @@ pub fn pixel_buffer(len: usize) -> Vec<u8> {
 }
 
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(buffer: &[u8]) {
+pub fn advise_huge_pages(buffer: &[u8]) {
     const HUGE: usize = 2 << 20;
     if buffer.len() < 2 * HUGE {
         return;
@@ -37,7 +37,7 @@ fn advise_huge_pages(buffer: &[u8]) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_buffer: &[u8]) {}
+pub fn advise_huge_pages(_buffer: &[u8]) {}
 
 #[cfg(test)]
 mod tests {

@@ -5,8 +5,10 @@ mod arrow;
 mod decode;
 mod encode;
 mod memory;
+mod normalize;
 mod source;
 
 pub use decode::{decode_batch, DecodedBatch};
 pub use encode::{encode_batch, encode_frames, Frame};
+pub use normalize::{normalize_frames, Layout, Scale};
 pub use source::{BytesSource, PathSource, RecordSource};

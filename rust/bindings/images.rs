@@ -13,7 +13,8 @@ use pyo3_arrow::{PyArray, PyChunkedArray, PyRecordBatch};
 use super::arrow_input::byte_slices;
 use super::options::PyDecodeOptions;
 use crate::batch::{
-    decode_batch, encode_batch, encode_frames, BytesSource, PathSource, RecordSource,
+    decode_batch, encode_batch, encode_frames, normalize_frames, BytesSource, Layout, PathSource,
+    RecordSource, Scale,
 };
 use crate::image::{
     strip_metadata, DecodeOptions, EncodeFormat, Orientation, DEFAULT_MAX_PIXELS, ERROR_KINDS,
@@ -194,6 +195,89 @@ fn encode_variable<'py>(
     py.import("pyarrow")?.getattr("array")?.call1((exported,))
 }
 
+/// Fixed-size uint8 RGB frames (a `fixed_size_list<uint8>` column, planes
+/// when `channels_first`) as float32 `x / 255`, then `(x - mean) / std` per
+/// channel when both are given: torchvision's `ConvertImageDtype(float)` +
+/// `Normalize`, bit for bit, in one parallel pass. Returns a
+/// `fixed_size_list<float32>` array of the same shape (no validity: the
+/// caller's nulls are all-zero frames). `multiply`: scale as v2's
+/// `ToDtype(scale=True)` does (times 1/255), not v1's division.
+#[pyfunction]
+#[pyo3(signature = (pixels, channels_first, mean=None, std=None, multiply=false, num_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn normalize_pixels<'py>(
+    py: Python<'py>,
+    pixels: PyChunkedArray,
+    channels_first: bool,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+    multiply: bool,
+    num_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use arrow_array::{FixedSizeListArray, Float32Array};
+    use arrow_buffer::{Buffer, ScalarBuffer};
+    use arrow_schema::{DataType, Field};
+
+    let stats = match (mean, std) {
+        (Some(m), Some(s)) => Some((m, s)),
+        (None, None) => None,
+        _ => return Err(PyValueError::new_err("give both mean and std, or neither")),
+    };
+    let frame = match pixels.chunks().first().map(|c| c.data_type().clone()) {
+        Some(DataType::FixedSizeList(_, frame)) if frame % 3 == 0 => frame as usize,
+        None => 3,
+        _ => {
+            return Err(PyTypeError::new_err(
+                "expected a fixed_size_list<uint8> column of RGB frames",
+            ))
+        }
+    };
+    let frames = rgb_frames(&pixels, frame)?;
+    // A single chunk without nulls is one run of bytes, read in place;
+    // anything else is gathered first (null frames as zeros).
+    let in_place = match pixels.chunks() {
+        [chunk] if chunk.null_count() == 0 => chunk.as_fixed_size_list_opt().and_then(|list| {
+            let values = list.values().as_primitive_opt::<UInt8Type>()?.values();
+            let start = list.value_offset(0).max(0) as usize;
+            values.get(start..start + list.len() * frame)
+        }),
+        _ => None,
+    };
+    let gathered: Vec<u8>;
+    let bytes = match in_place {
+        Some(bytes) => bytes,
+        None => {
+            let zeros = vec![0u8; frame];
+            gathered = frames
+                .iter()
+                .flat_map(|f| f.unwrap_or(&zeros))
+                .copied()
+                .collect();
+            &gathered
+        }
+    };
+    let layout = if channels_first {
+        Layout::Planes
+    } else {
+        Layout::Interleaved
+    };
+    let scale = if multiply {
+        Scale::Multiply
+    } else {
+        Scale::Divide
+    };
+    let values = py.detach(|| {
+        run_in_pool(num_threads, || {
+            normalize_frames(bytes, frame, layout, scale, stats)
+        })
+    });
+    let item = std::sync::Arc::new(Field::new("item", DataType::Float32, false));
+    let values = Float32Array::new(ScalarBuffer::from(Buffer::from_vec(values)), None);
+    let array = FixedSizeListArray::new(item, frame as i32, std::sync::Arc::new(values), None);
+    let exported = PyArray::from_array_ref(std::sync::Arc::new(array)).into_pyobject(py)?;
+    py.import("pyarrow")?.getattr("array")?.call1((exported,))
+}
+
 /// Each image without its metadata, losslessly (see the core's
 /// `strip_metadata`), re-stating `orientations` (EXIF values, 1 for none);
 /// null where that is impossible without re-encoding (TIFF) or the data is
@@ -244,6 +328,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_images, m)?)?;
     m.add_function(wrap_pyfunction!(encode_variable, m)?)?;
     m.add_function(wrap_pyfunction!(strip_images, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_pixels, m)?)?;
     m.add_function(wrap_pyfunction!(decode_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(decode_paths, m)?)?;
     m.add_function(wrap_pyfunction!(decode_arrow, m)?)?;

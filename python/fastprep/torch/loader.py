@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from fastprep import _core
 from fastprep.arrow_input import is_table_like
 from fastprep.hashtags import label_captions, load_vocabulary
 from fastprep.images import decode_images
@@ -38,7 +39,8 @@ from fastprep.torch.data import (
 )
 from fastprep.torch.sampling import batch_count, batch_seed, epoch_order, rank_slice
 from fastprep.torch.stream import per_rank, stream_batches
-from fastprep.torch.transforms import Recipe, evaluate, split_torchvision, tail_function, train
+from fastprep.torch.tail import Tail, float_view
+from fastprep.torch.transforms import Recipe, evaluate, split_torchvision, train
 
 _default_collate = torch.utils.data.default_collate
 
@@ -342,10 +344,10 @@ class DataLoader(torch.utils.data.DataLoader):
         else:
             self.source = open_map_source(dataset, image_column)
             self.source.table = _screen_erased(self.source.table, dataset, erasures, on_erased)
-        self._tail: Callable[[torch.Tensor], Any] | None = None
+        self._tail: Tail | None = None
         if tv_transform is not None:
             recipe, tail = split_torchvision(tv_transform)
-            self._tail = tail_function(tail) if tail else None
+            self._tail = Tail(tail) if tail else None
         else:
             recipe = transform or evaluate(224)
         if apply_orientation is not None:
@@ -648,7 +650,11 @@ class DataLoader(torch.utils.data.DataLoader):
             and len(indices) > 0
             and bool(self._intact[indices].all())
         )
-        planes = not self.channels_last and self.memory_format is not torch.channels_last
+        planes = (
+            not self.channels_last
+            and self.memory_format is not torch.channels_last
+            and not (self._tail is not None and self._tail.needs_interleaved)
+        )
         if known_intact or planes:
             options = options.replace(
                 read_to_end=not known_intact, channels_first=planes and options.size is not None
@@ -688,12 +694,19 @@ class DataLoader(torch.utils.data.DataLoader):
                 else:
                     indices, rows, decoded = self._replace_failed(indices, rows, decoded, seed)
             pixels = decoded.column("pixels")
-        image = self._layout(_uint8_tensor(pixels), planar=_is_planar(pixels))
         per_sample: list[Any] | None = None
+        if self._tail is not None and self._tail.needs_interleaved and not _is_planar(pixels):
+            image = _uint8_tensor(pixels)  # [B, H, W, 3]: PIL images are made from it
+        else:
+            image = self._layout(pixels, planar=_is_planar(pixels))
         if self._tail is not None:
-            tail = self._tail
-            images = list(image.unbind(0))
-            per_sample = list(pool.map(tail, images)) if pool else [tail(i) for i in images]
+            ran = self._tail(image, pool, self.num_threads)
+            if isinstance(ran, list):
+                per_sample = ran
+            else:
+                image = ran
+                if self.memory_format is torch.channels_last and image.dim() == 4:
+                    image = image.contiguous(memory_format=torch.channels_last)
         batch: dict[str, Any] = {"image": image, "index": torch.from_numpy(indices)}
         if source.has("key"):
             batch["key"] = rows.column("key").to_pylist()
@@ -723,31 +736,29 @@ class DataLoader(torch.utils.data.DataLoader):
             out = pin_memory(out, self.pin_memory_device or None)
         return out
 
-    def _layout(self, image: torch.Tensor, planar: bool = False) -> torch.Tensor:
-        """``[B, H, W, 3]`` uint8 to the recipe's dtype and the asked layout:
-        contiguous NCHW by default (as torch's loader gives), a zero-copy
-        channels-last view with ``memory_format=torch.channels_last``, or
-        ``[B, H, W, 3]`` with ``channels_last=True``. ``planar``: the
-        pixels were decoded as ``[B, 3, H, W]`` already (NCHW asked)."""
-        if not self.channels_last and not planar:
-            image = image.permute(0, 3, 1, 2)  # a view in channels-last memory format
-        float_out = self.recipe.dtype == "float"
-        if planar and not float_out:
-            pass  # already NCHW-contiguous
-        elif not self.channels_last and self.memory_format is not torch.channels_last:
-            # One pass: the copy to NCHW-contiguous is also the dtype conversion.
-            out = torch.empty(image.shape, dtype=torch.float32 if float_out else torch.uint8)
-            image = out.copy_(image)
-            if float_out:
-                image = image.div_(255)
-        elif float_out:
-            image = image.float().div_(255)
-        if float_out and self.recipe.mean is not None:
-            shape = (1, -1, 1, 1) if not self.channels_last else (1, 1, 1, -1)
-            mean = torch.tensor(self.recipe.mean).view(shape)
-            std = torch.tensor(self.recipe.std).view(shape)
-            image = image.sub_(mean).div_(std)
-        return image
+    def _layout(self, pixels: pa.Array | pa.ChunkedArray, planar: bool = False) -> torch.Tensor:
+        """A fixed-shape uint8 pixel column as a tensor of the recipe's dtype
+        in the asked layout: contiguous NCHW by default (as torch's loader
+        gives), a zero-copy channels-last view with
+        ``memory_format=torch.channels_last``, or ``[B, H, W, 3]`` with
+        ``channels_last=True``. ``planar``: the pixels were decoded as
+        ``[B, 3, H, W]`` already (NCHW asked). Float output is scaled and
+        normalised in Rust, as torchvision computes it (same bits)."""
+        image = _uint8_tensor(pixels)
+        if self.recipe.dtype == "float":
+            if isinstance(pixels, pa.ChunkedArray):
+                pixels = pixels.combine_chunks()
+            mean = None if self.recipe.mean is None else list(self.recipe.mean)
+            std = None if self.recipe.std is None else list(self.recipe.std)
+            storage = pa.chunked_array([pixels.storage])
+            scaled = _core.normalize_pixels(storage, planar, mean, std, False, self.num_threads)
+            image = float_view(scaled, image.shape)
+        if planar or self.channels_last:
+            return image  # NCHW-contiguous, or [B, H, W, 3] as asked
+        image = image.permute(0, 3, 1, 2)  # a view in channels-last memory format
+        if self.memory_format is torch.channels_last:
+            return image
+        return image.contiguous()
 
     def _collate(self, batch: dict[str, Any], rows: pa.Table, per_sample: list[Any] | None) -> Any:
         """torch's ``collate_fn`` semantics: a custom collate gets the list

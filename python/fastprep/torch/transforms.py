@@ -168,18 +168,6 @@ class TensorStep:
         return f"TensorStep({self.step!r})"
 
 
-def tail_function(tail: list[Any]) -> Any:
-    """The tail of :func:`split_torchvision` as one callable on tensors."""
-    steps = [TensorStep(step) for step in tail]
-
-    def run(image: Any) -> Any:
-        for step in steps:
-            image = step(image)
-        return image
-
-    return run
-
-
 def _fusable(step: Any) -> bool:
     name = type(step).__name__
     if name not in _GEOMETRY + _CONVERSIONS:
