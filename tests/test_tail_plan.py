@@ -8,6 +8,7 @@ seed), so any difference in a stage shows."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
