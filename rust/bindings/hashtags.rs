@@ -125,9 +125,19 @@ impl PyCounts {
         num_threads: Option<usize>,
     ) -> PyResult<()> {
         let texts = byte_slices(captions.chunks())?;
+        // Arrow string columns hold UTF-8 by definition: not checked again.
+        let valid_utf8 = captions.chunks().iter().all(|c| {
+            matches!(
+                c.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            )
+        });
         let normalizer = normalizer.map(|n| n.inner.clone()).unwrap_or_default();
-        let partial =
-            py.detach(|| run_in_pool(num_threads, || count_parallel(&texts, &normalizer)));
+        let partial = py.detach(|| {
+            run_in_pool(num_threads, || {
+                count_parallel(&texts, &normalizer, valid_utf8)
+            })
+        });
         self.inner.merge(partial);
         Ok(())
     }

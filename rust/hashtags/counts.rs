@@ -41,7 +41,66 @@ impl Entry {
 /// Slot of each raw spelling seen by one counting thread: normalising
 /// (NFKC, case folding, synonyms) then runs once per distinct spelling,
 /// not once per occurrence. `u32::MAX` marks stop-listed spellings.
-pub type SpellingCache = HashMap<Box<[u8]>, u32>;
+///
+/// Looking spellings up is most of counting's time, and it is bound by
+/// memory latency: a spelling of up to [`INLINE`] bytes (nearly all) is
+/// stored inside its 32-byte table entry, so a lookup reads one cache line
+/// and compares fixed-size arrays, where a `HashMap<Box<[u8]>, _>` reads the
+/// entry, then the boxed key elsewhere, through a `memcmp` call.
+#[derive(Default)]
+pub struct SpellingCache {
+    short: HashTable<Spelling>,
+    long: HashMap<Box<[u8]>, u32>,
+    hasher: DefaultHashBuilder,
+}
+
+/// Longest spelling kept inline.
+const INLINE: usize = 27;
+
+#[derive(Clone, Copy)]
+struct Spelling {
+    /// The spelling's bytes, zero-padded.
+    bytes: [u8; INLINE],
+    len: u8,
+    slot: u32,
+}
+
+impl SpellingCache {
+    pub fn new() -> SpellingCache {
+        SpellingCache::default()
+    }
+
+    /// The slot of `raw`, from `make` the first time it is seen.
+    #[inline]
+    fn slot_of(&mut self, raw: &[u8], make: impl FnOnce() -> u32) -> u32 {
+        if raw.len() > INLINE {
+            if let Some(&slot) = self.long.get(raw) {
+                return slot;
+            }
+            let slot = make();
+            self.long.insert(raw.into(), slot);
+            return slot;
+        }
+        let mut bytes = [0u8; INLINE];
+        bytes[..raw.len()].copy_from_slice(raw);
+        let len = raw.len() as u8;
+        let hash = self.hasher.hash_one(raw);
+        let found = self
+            .short
+            .find(hash, |s| s.len == len && s.bytes == bytes)
+            .map(|s| s.slot);
+        if let Some(slot) = found {
+            return slot;
+        }
+        let slot = make();
+        let hasher = &self.hasher;
+        self.short
+            .insert_unique(hash, Spelling { bytes, len, slot }, |s| {
+                hasher.hash_one(&s.bytes[..usize::from(s.len)])
+            });
+        slot
+    }
+}
 
 const STOPPED: u32 = u32::MAX;
 
@@ -109,6 +168,8 @@ impl TagCounts {
     }
 
     /// Counts one caption; `caption_id` must be unique within this counter.
+    /// `valid_utf8`: the caller knows the text is UTF-8 (an Arrow string
+    /// column), so it is not checked again.
     pub fn add_caption(
         &mut self,
         text: Option<&[u8]>,
@@ -116,34 +177,30 @@ impl TagCounts {
         normalizer: &Normalizer,
         cache: &mut SpellingCache,
         scratch: &mut String,
+        valid_utf8: bool,
     ) {
         self.captions += 1;
         let Some(text) = text else {
             self.null_captions += 1;
             return;
         };
-        if !text.is_ascii() && std::str::from_utf8(text).is_err() {
+        if !valid_utf8 && !text.is_ascii() && std::str::from_utf8(text).is_err() {
             self.invalid_utf8 += 1;
         }
         let mut counted = false;
         extract_spans(text, |start, end| {
             let raw = &text[start..end];
-            let slot = match cache.get(raw) {
-                Some(&slot) => slot,
-                None => {
-                    // Spans are valid UTF-8: they only contain decoded characters.
-                    normalize_tag(std::str::from_utf8(raw).unwrap_or_default(), scratch);
-                    let slot = match normalizer.resolve(scratch) {
-                        Some(key) => {
-                            let key = key.to_string();
-                            self.slot(&key)
-                        }
-                        None => STOPPED,
-                    };
-                    cache.insert(raw.into(), slot);
-                    slot
+            let slot = cache.slot_of(raw, || {
+                // Spans are valid UTF-8: they only contain decoded characters.
+                normalize_tag(std::str::from_utf8(raw).unwrap_or_default(), scratch);
+                match normalizer.resolve(scratch) {
+                    Some(key) => {
+                        let key = key.to_string();
+                        self.slot(&key)
+                    }
+                    None => STOPPED,
                 }
-            };
+            });
             if slot == STOPPED {
                 return;
             }
@@ -295,23 +352,30 @@ impl<'a> Reader<'a> {
 }
 
 /// Counts `captions` on the current rayon pool. The result does not depend on
-/// the number of threads: partial counts are sums.
-pub fn count_parallel(captions: &[Option<&[u8]>], normalizer: &Normalizer) -> TagCounts {
-    const CHUNK: usize = 2048;
+/// the number of threads: partial counts are sums. `valid_utf8`: see
+/// [`TagCounts::add_caption`].
+pub fn count_parallel(
+    captions: &[Option<&[u8]>],
+    normalizer: &Normalizer,
+    valid_utf8: bool,
+) -> TagCounts {
+    // One contiguous share per thread: each keeps one spelling cache and one
+    // table for its whole share (rayon's adaptive splitting would start
+    // fresh ones, normalising the same spellings again and merging more).
+    let parts = rayon::current_num_threads().max(1);
+    let share = captions.len().div_ceil(parts).max(1);
     captions
-        .par_chunks(CHUNK)
+        .par_chunks(share)
         .enumerate()
-        .fold(
-            || (TagCounts::new(), SpellingCache::new(), String::new()),
-            |(mut counts, mut cache, mut scratch), (chunk_index, chunk)| {
-                for (i, text) in chunk.iter().enumerate() {
-                    let id = (chunk_index * CHUNK + i) as u64;
-                    counts.add_caption(*text, id, normalizer, &mut cache, &mut scratch);
-                }
-                (counts, cache, scratch)
-            },
-        )
-        .map(|(counts, _, _)| counts)
+        .map(|(part, chunk)| {
+            let (mut counts, mut cache, mut scratch) =
+                (TagCounts::new(), SpellingCache::new(), String::new());
+            for (i, text) in chunk.iter().enumerate() {
+                let id = (part * share + i) as u64;
+                counts.add_caption(*text, id, normalizer, &mut cache, &mut scratch, valid_utf8);
+            }
+            counts
+        })
         .reduce(TagCounts::new, |mut a, b| {
             a.merge(b);
             a
@@ -329,7 +393,7 @@ mod tests {
     #[test]
     fn occurrences_and_images() {
         let c = captions(&["#Dog #dog #cat", "＃ＤＯＧ on a walk", "no tags", "#cat"]);
-        let counts = count_parallel(&c, &Normalizer::default());
+        let counts = count_parallel(&c, &Normalizer::default(), true);
         assert_eq!(
             counts.get("dog"),
             Some(TagCount {
@@ -355,9 +419,9 @@ mod tests {
     #[test]
     fn merge_equals_whole_and_bytes_round_trip() {
         let all = captions(&["#a #b", "#b #b #c", "#c", "#a #d", "x"]);
-        let whole = count_parallel(&all, &Normalizer::default());
-        let mut left = count_parallel(&all[..2], &Normalizer::default());
-        left.merge(count_parallel(&all[2..], &Normalizer::default()));
+        let whole = count_parallel(&all, &Normalizer::default(), true);
+        let mut left = count_parallel(&all[..2], &Normalizer::default(), true);
+        left.merge(count_parallel(&all[2..], &Normalizer::default(), true));
         assert_eq!(left.sorted(), whole.sorted());
         assert_eq!(left.captions, whole.captions);
         let back = TagCounts::from_bytes(&whole.to_bytes()).unwrap();

@@ -184,7 +184,7 @@ mod tests {
             Some(b"#instagood #cat"),
         ];
         let normalizer = Normalizer::new([("puppy", "dog")], ["instagood"]);
-        let counts = count_parallel(&texts, &normalizer);
+        let counts = count_parallel(&texts, &normalizer, false);
         let vocab = Vocabulary::from_counts(&counts, Some(2), 1, normalizer);
         assert_eq!(
             vocab.tags,
