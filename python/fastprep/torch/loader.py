@@ -9,6 +9,7 @@ torch. A background thread keeps ``prefetch_factor`` batches ready.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import json
 import os
@@ -16,7 +17,7 @@ import queue
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -406,6 +407,7 @@ class DataLoader(torch.utils.data.DataLoader):
         self._yielded = 0
         self._stride = (0, 1)  # (this worker, workers): IterableImageDataset's share
         self.errors: list[tuple[str, str]] = []  # (key, reason) of replaced samples
+        self._errors_lock = threading.Lock()
         # Samples that once decoded cleanly when read to the end: their later
         # crops stop after the crop's last row (see DecodeOptions.read_to_end).
         self._intact: np.ndarray | None = None
@@ -550,6 +552,8 @@ class DataLoader(torch.utils.data.DataLoader):
         self._yielded = start
         epoch = self.epoch
         plan = self._plan(epoch, start)
+        if self.source is not None and self._intact is None:
+            self._intact = np.zeros(len(self.source), dtype=bool)
         produced: queue.Queue = queue.Queue(maxsize=self._prefetch)
         stop = threading.Event()
 
@@ -565,15 +569,25 @@ class DataLoader(torch.utils.data.DataLoader):
 
         def produce() -> None:
             pool = ThreadPoolExecutor(self.num_threads) if self._tail is not None else None
+            # Two batches in the making: while one is assembled in Python
+            # (GIL held), the next is already decoding in the Rust threads,
+            # so they never wait for the assembly. Handed over in order.
+            builders = ThreadPoolExecutor(2, thread_name_prefix="fastprep-batch")
+            pending: collections.deque[Future] = collections.deque()
             try:
                 for b, indices, rows in plan:
                     seed = batch_seed(self.seed, epoch, self.rank, b)
-                    if not put(self._make_batch(indices, seed, rows, pool)):
+                    pending.append(builders.submit(self._make_batch, indices, seed, rows, pool))
+                    if len(pending) == 2 and not put(pending.popleft().result()):
+                        return
+                while pending:
+                    if not put(pending.popleft().result()):
                         return
                 put(StopIteration())
             except BaseException as error:  # raised in the consumer
                 put(error)
             finally:
+                builders.shutdown(wait=False, cancel_futures=True)
                 if pool is not None:
                     pool.shutdown(wait=False)
 
@@ -660,12 +674,10 @@ class DataLoader(torch.utils.data.DataLoader):
                 read_to_end=not known_intact, channels_first=planes and options.size is not None
             )
         decoded = decode_images(images, options=options, num_threads=self.num_threads)
-        if indices is not None and not known_intact and options.read_to_end:
+        if indices is not None and self._intact is not None and not known_intact:
             clean = pc.and_(
                 pc.is_null(decoded.column("error")), pc.is_null(decoded.column("warnings"))
             )
-            if self._intact is None:
-                self._intact = np.zeros(len(source), dtype=bool)
             self._intact[np.asarray(indices)[clean.to_numpy(zero_copy_only=False)]] = True
         return decoded
 
@@ -850,11 +862,11 @@ class DataLoader(torch.utils.data.DataLoader):
         return indices[chosen], rows.take(take), decoded.take(take)
 
     def _report(self, key: str, reason: str) -> None:
-        if (key, reason) not in self.errors:
+        with self._errors_lock:  # two batches may be in the making at once
+            if (key, reason) in self.errors:
+                return
             self.errors.append((key, reason))
-            warnings.warn(
-                f"fastprep: sample {key} replaced: {reason}", RuntimeWarning, stacklevel=3
-            )
+        warnings.warn(f"fastprep: sample {key} replaced: {reason}", RuntimeWarning, stacklevel=3)
 
 
 def _prep_tar_output(path: str) -> bool:
