@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from fastprep.torch.data import open_map_source
-from fastprep.torch.loader import DataLoader, _is_planar, _uint8_tensor
+from fastprep.torch.loader import DataLoader, _is_planar
 from fastprep.torch.transforms import Recipe, evaluate
 
 
@@ -78,22 +78,14 @@ class ImageDataset(Dataset):
 
         rows = self.source.take(np.array([index]))
         if self.source.kind == "pixels":
-            image = _uint8_tensor(rows.column(self.source.image_column).combine_chunks())[0]
+            pixels = rows.column(self.source.image_column).combine_chunks()
         else:
             decoded = loader._decode(rows, seed)
             error = decoded.column("error")[0].as_py()
             if error is not None:
                 raise ValueError(f"sample {index} cannot be decoded: {error}")
             pixels = decoded.column("pixels")
-            image = _uint8_tensor(pixels)[0]
-            if _is_planar(pixels):
-                image = image.permute(1, 2, 0)  # HWC view, as a prepared shard's
-        image = image.permute(2, 0, 1)
-        if self.recipe.dtype == "float":
-            image = image.float().div_(255)
-            if self.recipe.mean is not None:
-                image = image.sub_(torch.tensor(self.recipe.mean).view(-1, 1, 1)).div_(
-                    torch.tensor(self.recipe.std).view(-1, 1, 1)
-                )
+        # The loader's own layout and float conversion (NCHW, normalised in Rust).
+        image = loader._layout(pixels, planar=_is_planar(pixels))[0]
         target = rows.column("target")[0].as_py() if self.source.has("target") else -1
         return image, target

@@ -161,14 +161,6 @@ class Tail:
             image = step(image)
         return self._after_one(image)
 
-    def one(self, image: torch.Tensor) -> Any:
-        """The whole tail on one decoded ``[3, H, W]`` uint8 image."""
-        batch = image.unsqueeze(0)
-        if self.needs_interleaved:
-            batch = batch.permute(0, 2, 3, 1).contiguous()
-        out = self(batch, None)
-        return out[0]
-
 
 def _stack(samples: list[Any]) -> torch.Tensor | None:
     """The samples as one contiguous tensor, or None when they differ."""
