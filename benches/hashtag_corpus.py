@@ -105,8 +105,39 @@ def corpus_root() -> Path:
     return Path(os.environ.get("FASTPREP_BENCH_CORPUS", DEFAULT_ROOT))
 
 
-def corpus_path(n_captions: int = DEFAULT_CAPTIONS, seed: int = DEFAULT_SEED) -> Path:
-    return corpus_root() / f"hashtags-v{VERSION}-n{n_captions}-s{seed}.parquet"
+#: Caption shapes: how many tokens of each kind a caption draws. ``long`` is
+#: the 2M synthetic corpus as first built (137 B and 4.3 hashtags a caption on
+#: average, a quarter with none); ``short`` follows the demo corpus
+#: (``fastprep/sample_data/corpus``: 73 B and 3.6 hashtags on average, nearly
+#: every caption tagged).
+PROFILES = {
+    "long": {
+        "no_words": 0.15,
+        "words": 7.0,
+        "mentions": (0.12, 0.03),
+        "emoji": 0.8,
+        "urls": 0.06,
+        "no_tags": 0.25,
+        "tags": ("geometric", 0.15),
+    },
+    "short": {
+        "no_words": 0.05,
+        "words": 6.3,
+        "mentions": (0.03, 0.0),
+        "emoji": 0.4,
+        "urls": 0.01,
+        "no_tags": 0.06,
+        "tags": ("poisson", 3.7),
+    },
+}
+DEFAULT_PROFILE = "long"
+
+
+def corpus_path(
+    n_captions: int = DEFAULT_CAPTIONS, seed: int = DEFAULT_SEED, profile: str = DEFAULT_PROFILE
+) -> Path:
+    suffix = "" if profile == DEFAULT_PROFILE else f"-{profile}"
+    return corpus_root() / f"hashtags-v{VERSION}-n{n_captions}-s{seed}{suffix}.parquet"
 
 
 def key(tag: str) -> str:
@@ -341,8 +372,11 @@ def _zipf_sample(rng: np.random.Generator, n_items: int, exponent: float, size: 
     return np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), n_items - 1)
 
 
-def build_captions(n_captions: int = DEFAULT_CAPTIONS, seed: int = DEFAULT_SEED) -> pa.StringArray:
+def build_captions(
+    n_captions: int = DEFAULT_CAPTIONS, seed: int = DEFAULT_SEED, profile: str = DEFAULT_PROFILE
+) -> pa.StringArray:
     """The corpus as one ``pa.StringArray`` (int32 offsets)."""
+    shape = PROFILES[profile]
     tags, variants = tag_vocabulary(seed)
     words = word_vocabulary(seed)
     mentions = mention_vocabulary(seed)
@@ -357,12 +391,15 @@ def build_captions(n_captions: int = DEFAULT_CAPTIONS, seed: int = DEFAULT_SEED)
     # How many tokens of each type each caption gets, in this order.
     n = n_captions
     counts = np.zeros((n, 5), dtype=np.int64)
-    counts[:, 0] = np.where(rng.random(n) < 0.15, 0, rng.poisson(7.0, n))  # words
-    counts[:, 1] = (rng.random(n) < 0.12).astype(np.int64) + (rng.random(n) < 0.03)  # @mentions
-    counts[:, 2] = rng.poisson(0.8, n)  # emoji
-    counts[:, 3] = (rng.random(n) < 0.06).astype(np.int64)  # URLs
-    n_tags = np.minimum(rng.geometric(0.15, n), 15)
-    counts[:, 4] = np.where(rng.random(n) < 0.25, 0, n_tags)  # hashtags, 0-15
+    counts[:, 0] = np.where(rng.random(n) < shape["no_words"], 0, rng.poisson(shape["words"], n))
+    one, two = shape["mentions"]
+    counts[:, 1] = (rng.random(n) < one).astype(np.int64) + (rng.random(n) < two)  # @mentions
+    counts[:, 2] = rng.poisson(shape["emoji"], n)
+    counts[:, 3] = (rng.random(n) < shape["urls"]).astype(np.int64)
+    law, parameter = shape["tags"]
+    drawn = rng.geometric(parameter, n) if law == "geometric" else 1 + rng.poisson(parameter - 1, n)
+    n_tags = np.minimum(drawn, 15)
+    counts[:, 4] = np.where(rng.random(n) < shape["no_tags"], 0, n_tags)  # hashtags, 0-15
     per_caption = counts.sum(axis=1)
     types = np.repeat(np.tile(np.arange(5, dtype=np.int8), n), counts.ravel())
     slots = len(types)
@@ -410,14 +447,17 @@ def build_captions(n_captions: int = DEFAULT_CAPTIONS, seed: int = DEFAULT_SEED)
 
 
 def load_captions(
-    n_captions: int = DEFAULT_CAPTIONS, seed: int = DEFAULT_SEED, force: bool = False
+    n_captions: int = DEFAULT_CAPTIONS,
+    seed: int = DEFAULT_SEED,
+    force: bool = False,
+    profile: str = DEFAULT_PROFILE,
 ) -> pa.StringArray:
     """The cached corpus (built on first use)."""
-    path = corpus_path(n_captions, seed)
+    path = corpus_path(n_captions, seed, profile)
     if path.exists() and not force:
         column = pq.read_table(path, columns=["caption"]).column("caption")
         return column.combine_chunks()
-    captions = build_captions(n_captions, seed)
+    captions = build_captions(n_captions, seed, profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     pq.write_table(pa.table({"caption": captions}), tmp, compression="zstd")
@@ -430,13 +470,21 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=DEFAULT_CAPTIONS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE)
     args = parser.parse_args()
     start = time.perf_counter()
-    captions = load_captions(args.captions, args.seed, force=args.force)
+    captions = load_captions(args.captions, args.seed, force=args.force, profile=args.profile)
     elapsed = time.perf_counter() - start
+    valid = captions.drop_null()
+    tags = (
+        pc.count_substring(valid, "#").to_numpy().sum()
+        + pc.count_substring(valid, "＃").to_numpy().sum()
+    )
     print(
-        f"{corpus_path(args.captions, args.seed)}: {len(captions):,} captions, "
-        f"{captions.nbytes / 1e6:.0f} MB, {captions.null_count:,} null, {elapsed:.1f} s"
+        f"{corpus_path(args.captions, args.seed, args.profile)}: {len(captions):,} captions, "
+        f"{captions.nbytes / 1e6:.0f} MB, {captions.null_count:,} null, {elapsed:.1f} s; "
+        f"mean {pc.mean(pc.binary_length(valid)).as_py():.1f} B and "
+        f"{tags / len(valid):.2f} '#' a caption"
     )
     for text in captions.slice(0, 8).to_pylist():
         print("  ", repr(text)[:160])

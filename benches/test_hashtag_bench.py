@@ -55,7 +55,10 @@ Recorded in ``extra_info``: ``captions``, ``tags`` (occurrences found),
 ``threads``, ``rule`` and ``subset`` for the ``re`` rows. ``test_summary``
 prints captions/s and the fastprep/peer ratios (run with ``-s`` to see it).
 
-Environment: ``FASTPREP_HASHTAG_CAPTIONS`` (default 2,000,000) and
+Environment: ``FASTPREP_HASHTAG_PROFILE`` (``long``, the default, or
+``short``: captions shaped like the demo corpus's, 73 B and 3.5 hashtags on
+average; see ``hashtag_corpus.PROFILES``), ``FASTPREP_HASHTAG_CAPTIONS``
+(default 2,000,000) and
 ``FASTPREP_HASHTAG_ROUNDS`` (default 3: fastprep count and ``re`` rows; the
 extract, pyarrow and polars rows get at most 2) scale the run.
 """
@@ -87,6 +90,7 @@ if str(HERE) not in sys.path:
 import hashtag_corpus  # noqa: E402
 
 N_CAPTIONS = int(os.environ.get("FASTPREP_HASHTAG_CAPTIONS", hashtag_corpus.DEFAULT_CAPTIONS))
+PROFILE = os.environ.get("FASTPREP_HASHTAG_PROFILE", hashtag_corpus.DEFAULT_PROFILE)
 ROUNDS = int(os.environ.get("FASTPREP_HASHTAG_ROUNDS", "3"))
 PEER_ROUNDS = max(1, min(ROUNDS, 2))
 RE_SUBSET = 200_000
@@ -111,7 +115,7 @@ RATES: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def captions() -> pa.StringArray:
-    return hashtag_corpus.load_captions(N_CAPTIONS)
+    return hashtag_corpus.load_captions(N_CAPTIONS, profile=PROFILE)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +169,13 @@ def _measure(
     counts = result["counts"]
     tags = sum(counts.values())
     benchmark.extra_info.update(
-        implementation=name, threads=threads, rule=rule, captions=n_captions, tags=tags, **info
+        implementation=name,
+        threads=threads,
+        rule=rule,
+        captions=n_captions,
+        tags=tags,
+        corpus=PROFILE,
+        **info,
     )
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None:
@@ -298,7 +308,9 @@ def pyarrow_tags(captions: pa.Array) -> pa.Array:
     # The last byte of each piece, read from the Arrow buffers (NumPy, no
     # per-piece Python); only pieces ending in a non-ASCII character go
     # through a Unicode regex.
-    ends = np.frombuffer(flat.buffers()[1], dtype=np.int32)[flat.offset : flat.offset + len(flat) + 1]
+    ends = np.frombuffer(flat.buffers()[1], dtype=np.int32)[
+        flat.offset : flat.offset + len(flat) + 1
+    ]
     data = np.frombuffer(flat.buffers()[2], dtype=np.uint8)
     nonempty = ends[1:] > ends[:-1]
     last = np.zeros(len(flat), dtype=np.uint8)
@@ -390,7 +402,11 @@ def test_summary():
     """Prints captions/s per row and how many times faster fastprep is."""
     if not RATES:
         pytest.skip("no benchmark rows ran (e.g. --benchmark-disable)")
-    lines = ["", f"{'row':<22}{'captions/s':>14}{'fastprep-1t x':>15}{'fastprep-2t x':>15}"]
+    lines = [
+        "",
+        f"corpus: {PROFILE}, {N_CAPTIONS:,} captions",
+        f"{'row':<22}{'captions/s':>14}{'fastprep-1t x':>15}{'fastprep-2t x':>15}",
+    ]
     for name, rate in sorted(RATES.items(), key=lambda kv: -kv[1]):
         one = RATES.get("fastprep-1t", float("nan")) / rate
         two = RATES.get("fastprep-2t", float("nan")) / rate

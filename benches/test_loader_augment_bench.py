@@ -7,8 +7,13 @@ contenders, at the same CPU budget:
 
 * ``torch-pil-w{N}``: ``torch.utils.data.DataLoader`` (PIL decoding, N worker
   processes, persistent);
-* ``fastprep-t{N}``: ``fastprep.torch.DataLoader`` over the same dataset,
-  N threads (only the import differs).
+* ``fastprep-t{N}``: ``fastprep.torch.DataLoader`` over the same dataset with
+  the same arguments (only the class differs): one worker is a Rust thread
+  and the tail on this process's threads; N >= 2 workers are processes, each
+  building whole batches (one Rust thread, then the torchvision tail).
+
+Both drain their workers at the end of each epoch (6 batches here), which
+costs each about one batch time per epoch; longer epochs amortise it.
 
     python -m pytest benches/test_loader_augment_bench.py --benchmark-json out.json
 """
@@ -49,13 +54,18 @@ def make_loader(name: str):
     library, workers, _ = CONTENDERS[name]
     torch.set_num_threads(1)
     dataset = torchvision.datasets.ImageFolder(str(image_folder()), transform=transform())
+    # The same arguments for both: only the class differs.
+    options = {
+        "batch_size": BATCH,
+        "shuffle": True,
+        "num_workers": workers,
+        "persistent_workers": True,
+    }
     if library == "fastprep":
         from fastprep.torch import DataLoader
 
-        return DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers)
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=True
-    )
+        return DataLoader(dataset, **options)
+    return torch.utils.data.DataLoader(dataset, **options)
 
 
 def epoch(loader) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,10 +67,14 @@ def assert_like_torch(dataset, ours, **options):
 
 
 class Spy:
-    """Records what each call of a torchvision class's ``forward`` gets."""
+    """Records what each call of a torchvision class's ``forward`` gets, in
+    this process or a loader's worker processes (a managed list)."""
 
     def __init__(self, monkeypatch, cls):
-        self.inputs: list = []
+        import multiprocessing
+
+        self._manager = multiprocessing.get_context("fork").Manager()
+        self.inputs: Any = self._manager.list()
         original = cls.forward
 
         def forward(step, *args, **kwargs):
@@ -147,7 +152,7 @@ def test_auto_augment_family_runs_on_the_decoded_crops(folder, monkeypatch, api,
     assert len(spy.inputs) == N
     assert all(issubclass(t, Image.Image) and (s, m) == ((16, 16), "RGB") for t, s, m in spy.inputs)
     ours_inputs = list(spy.inputs)
-    spy.inputs.clear()
+    del spy.inputs[:]
     assert_like_torch(dataset, ours, batch_size=4)
     assert len(spy.inputs) == N and {t for t, _, _ in spy.inputs} == {
         t for t, _, _ in ours_inputs
@@ -206,7 +211,11 @@ def test_random_choice_picks_one_option_per_sample(folder):
 
 
 def test_a_recording_lambda_is_called_once_per_sample_with_the_decoded_tensor(folder):
-    calls: list = []
+    import multiprocessing
+
+    # Managed: with num_workers >= 2 the calls happen in worker processes.
+    manager = multiprocessing.get_context("fork").Manager()
+    calls: Any = manager.list()
 
     def record(x):
         calls.append((tuple(x.shape), x.dtype))
@@ -216,7 +225,7 @@ def test_a_recording_lambda_is_called_once_per_sample_with_the_decoded_tensor(fo
         folder, T.Compose([T.RandomResizedCrop(12), T.PILToTensor(), T.Lambda(record)])
     )
     ours = fast(dataset, batch_size=4, num_workers=3, drop_last=True)
-    assert calls == [((3, 12, 12), torch.uint8)] * (N // 4 * 4)
+    assert list(calls) == [((3, 12, 12), torch.uint8)] * (N // 4 * 4)
     assert_like_torch(dataset, ours, batch_size=4, drop_last=True)
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import inspect
 import json
 import os
 import queue
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -38,7 +39,7 @@ from fastprep.torch.data import (
     is_hf_dataset,
     open_map_source,
 )
-from fastprep.torch.sampling import batch_count, batch_seed, epoch_order, rank_slice
+from fastprep.torch.sampling import batch_count, batch_seed, epoch_order, epoch_rng, rank_slice
 from fastprep.torch.stream import per_rank, stream_batches
 from fastprep.torch.tail import Tail, float_view
 from fastprep.torch.transforms import Recipe, evaluate, split_torchvision, train
@@ -46,6 +47,8 @@ from fastprep.torch.transforms import Recipe, evaluate, split_torchvision, train
 _default_collate = torch.utils.data.default_collate
 
 _STATE_VERSION = 1
+
+_TORCH_LOADER_ARGS = frozenset(inspect.signature(torch.utils.data.DataLoader).parameters)
 
 
 def _is_torchvision_folder(dataset: Any) -> bool:
@@ -186,11 +189,19 @@ class DataLoader(torch.utils.data.DataLoader):
             ``sampler`` is any iterable of indices (read once per epoch).
         num_workers: Rust decoding threads (0 or 1: one thread). Threads are
             always reused; ``persistent_workers`` only says how often
-            ``worker_init_fn`` runs.
+            ``worker_init_fn`` runs. When the transform leaves torchvision
+            steps to run per sample in Python (``TrivialAugmentWide``,
+            ``RandomErasing``...; see ``transform``), ``num_workers >= 2``
+            means worker processes instead, as in torch: each builds whole
+            batches (one Rust thread, then the Python steps), since Python
+            threads would share one GIL. They are forked (``fork`` start
+            method; another ``multiprocessing_context`` keeps threads) and
+            their batches reach this process through shared memory.
         worker_init_fn: called as torch calls it, ``worker_init_fn(i)`` for
             each worker id ``i`` in ``range(num_workers)`` when a pass starts
             (once per loader with ``persistent_workers=True``), never with
-            ``num_workers=0``. There are no worker processes: the calls run
+            ``num_workers=0``. With worker processes (above), torch's own
+            workers call it. Otherwise there are none: the calls run
             in this process, before the pass's first batch (an exception
             raises from the first ``next``), ``get_worker_info()`` is None
             in them, and the global RNG states they reseed (torch,
@@ -219,7 +230,7 @@ class DataLoader(torch.utils.data.DataLoader):
             dicts); ``None`` or ``default_collate`` take the fast path.
         transform: also any torchvision transform: the leading fusable steps
             run in Rust, the rest as torchvision code on each decoded tensor
-            (on ``num_workers`` threads).
+            (in ``num_workers`` worker processes, see ``num_workers``).
         apply_orientation, background, drop_alpha: decode switches.
             fastprep applies EXIF orientation and composites alpha over
             ``background`` (white); PIL (torch's ImageFolder) does neither:
@@ -411,6 +422,9 @@ class DataLoader(torch.utils.data.DataLoader):
         # Samples that once decoded cleanly when read to the end: their later
         # crops stop after the crop's last row (see DecodeOptions.read_to_end).
         self._intact: np.ndarray | None = None
+        self._worker_reports: list[tuple[str, str]] | None = None  # set in worker processes
+        # persistent_workers: the tail's workers and the task list they read.
+        self._persistent: tuple[torch.utils.data.DataLoader, list] | None = None
         self._sampler_given = sampler
         self._batch_sampler_given = batch_sampler
         self.sampler: Any = sampler
@@ -546,7 +560,6 @@ class DataLoader(torch.utils.data.DataLoader):
         self._workers_initialized = True
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        self._init_workers()
         start = self._start_batch
         self._start_batch = 0
         self._yielded = start
@@ -554,6 +567,29 @@ class DataLoader(torch.utils.data.DataLoader):
         plan = self._plan(epoch, start)
         if self.source is not None and self._intact is None:
             self._intact = np.zeros(len(self.source), dtype=bool)
+        if self._tail_in_processes():
+            batches = self._process_batches(plan, epoch)
+        else:
+            self._init_workers()
+            batches = self._thread_batches(plan, epoch)
+        try:
+            for item in batches:
+                self._yielded += 1
+                yield item
+        finally:
+            # Also when the loop is left early: the workers stop and the
+            # batches they hold are released.
+            batches.close()
+        if self.epoch == epoch:
+            self.epoch += 1  # a finished pass moves on, as torch's RandomSampler does
+        self._yielded = 0
+
+    def _thread_batches(
+        self, plan: Iterator[tuple[int, np.ndarray, pa.Table | None]], epoch: int
+    ) -> Generator[Any, None, None]:
+        """The batches of ``plan``, built in this process: Rust decodes on
+        ``num_workers`` threads, a torchvision tail runs on as many Python
+        threads."""
         produced: queue.Queue = queue.Queue(maxsize=self._prefetch)
         stop = threading.Event()
 
@@ -602,19 +638,75 @@ class DataLoader(torch.utils.data.DataLoader):
                         f"DataLoader timed out after {self.timeout} seconds"
                     ) from None
                 if isinstance(item, StopIteration):
-                    break
+                    return
                 if isinstance(item, BaseException):
                     raise item
-                self._yielded += 1
                 yield item
         finally:
-            # Also when the loop is left early: the producer stops at its next
-            # hand-over, and the batches it holds are released.
             stop.set()
             worker.join(timeout=5)
-        if self.epoch == epoch:
-            self.epoch += 1  # a finished pass moves on, as torch's RandomSampler does
-        self._yielded = 0
+
+    def _tail_in_processes(self) -> bool:
+        """A torchvision tail holds the GIL between its kernels, so Python
+        threads cannot run it in parallel: with ``num_workers >= 2`` each
+        batch is built whole (decode, then the tail) in a worker process, as
+        torch's loader does. Needs ``fork`` (the loader is not pickled) and a
+        map-style source, and never nests in another loader's worker."""
+        if self._tail is None or not self._tail.runs_python or self.num_workers < 2:
+            return False
+        if self.source is None or torch.utils.data.get_worker_info() is not None:
+            return False
+        return _fork_context(self.multiprocessing_context) is not None
+
+    def _process_batches(
+        self, plan: Iterator[tuple[int, np.ndarray, pa.Table | None]], epoch: int
+    ) -> Generator[Any, None, None]:
+        """The batches of ``plan``, each built by one of ``num_workers``
+        forked worker processes (one Rust thread each), through torch's own
+        worker machinery: ordered hand-over, ``prefetch_factor``, ``timeout``,
+        ``worker_init_fn`` run in the workers, shared-memory tensors."""
+        tasks = [(indices, batch_seed(self.seed, epoch, self.rank, b)) for b, indices, _ in plan]
+        if not tasks:
+            return
+        workers = _BatchWorkers(self)
+        if self.persistent_workers and self._persistent is not None:
+            inner, pending = self._persistent
+            pending[:] = tasks  # the workers read the new pass's tasks from this list
+        else:
+            options: dict[str, Any] = {}
+            if "in_order" in _TORCH_LOADER_ARGS:
+                options["in_order"] = self.in_order
+            # The tail's randomness (torch's per-worker seeds) follows the
+            # loader's seed and epoch, as its crops and order do.
+            seeds = torch.Generator().manual_seed(
+                int(epoch_rng(self.seed, epoch, self.rank, 0, 2).integers(0, 2**63 - 1))
+            )
+            inner = torch.utils.data.DataLoader(
+                workers,
+                batch_size=None,
+                sampler=tasks,
+                num_workers=self.num_workers,
+                collate_fn=_identity,
+                timeout=self.timeout,
+                worker_init_fn=_WorkerSetup(self.worker_init_fn, workers),
+                multiprocessing_context=_fork_context(self.multiprocessing_context),
+                prefetch_factor=self.prefetch_factor,
+                persistent_workers=self.persistent_workers,
+                generator=seeds,
+                **options,
+            )
+            if self.persistent_workers:
+                self._persistent = (inner, tasks)
+        for batch, intact, reports in inner:
+            if self._intact is not None:
+                self._intact[intact] = True
+            for key, reason in reports:
+                self._report(key, reason)
+            if self._pin:
+                from torch.utils.data._utils.pin_memory import pin_memory
+
+                batch = pin_memory(batch, self.pin_memory_device or None)
+            yield batch
 
     # -- internals -------------------------------------------------------
     def _map_source(self) -> MapSource:
@@ -742,7 +834,7 @@ class DataLoader(torch.utils.data.DataLoader):
                     label_targets(labels, len(self.vocab), kind=self.target)
                 )
         out = self._collate(batch, rows, per_sample)
-        if self._pin:
+        if self._pin and self._worker_reports is None:
             from torch.utils.data._utils.pin_memory import pin_memory
 
             out = pin_memory(out, self.pin_memory_device or None)
@@ -862,6 +954,9 @@ class DataLoader(torch.utils.data.DataLoader):
         return indices[chosen], rows.take(take), decoded.take(take)
 
     def _report(self, key: str, reason: str) -> None:
+        if self._worker_reports is not None:  # in a worker process: the main process reports
+            self._worker_reports.append((key, reason))
+            return
         with self._errors_lock:  # two batches may be in the making at once
             if (key, reason) in self.errors:
                 return
@@ -972,3 +1067,83 @@ def _readable(dataset: Any) -> bool:
 
 
 __all__ = ["DataLoader", "Recipe", "evaluate", "train"]
+
+
+def _fork_context(asked: Any) -> Any:
+    """The ``fork`` multiprocessing context the tail's workers need, or None
+    (another start method asked, or none available): the loader's state
+    (sources, transforms, locks) reaches the workers by ``fork``, unpickled."""
+    import multiprocessing
+
+    if asked is None:
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return None
+        return multiprocessing.get_context("fork")
+    method = asked if isinstance(asked, str) else asked.get_start_method()
+    return multiprocessing.get_context("fork") if method == "fork" else None
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+class _BatchWorkers(torch.utils.data.Dataset):
+    """The tasks of a pass as a map-style dataset for torch's worker
+    processes: item ``(indices, seed)`` is that whole batch, built by the
+    worker's (forked) copy of the loader, with what the main process must
+    learn from it: the samples found intact and the replaced samples."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    def __getitem__(self, task: tuple[np.ndarray, int]) -> tuple[Any, np.ndarray, list]:
+        indices, seed = task
+        loader = self.loader
+        loader._worker_reports = []
+        intact = loader._intact
+        before = intact[indices].copy() if intact is not None else None
+        batch = loader._make_batch(indices, seed)
+        fresh = (
+            np.asarray(indices)[intact[indices] & ~before]
+            if intact is not None and before is not None
+            else np.zeros(0, dtype=np.int64)
+        )
+        reports, loader._worker_reports = loader._worker_reports, []
+        return _in_shared_memory(batch), fresh, reports
+
+
+class _WorkerSetup:
+    """``worker_init_fn`` of the tail's workers: one Rust thread each (the
+    workers are the parallelism), no pinning there (the main process pins),
+    then the user's ``worker_init_fn``, as torch calls it."""
+
+    def __init__(self, user: Callable[[int], None] | None, workers: _BatchWorkers) -> None:
+        self.user = user
+        self.workers = workers
+
+    def __call__(self, worker_id: int) -> None:
+        self.workers.loader.num_threads = 1
+        self.workers.loader._worker_reports = []
+        if self.user is not None:
+            self.user(worker_id)
+
+
+def _in_shared_memory(batch: Any) -> Any:
+    """Tensors of ``batch`` moved to shared memory in the worker. torch's
+    queue would move them too, but cannot move one whose memory it does not
+    own (an Arrow buffer): that one is copied there."""
+    if torch.is_tensor(batch):
+        if batch.is_shared():
+            return batch
+        try:
+            return batch.share_memory_()
+        except RuntimeError:
+            shared = torch.empty_like(batch).share_memory_()
+            return shared.copy_(batch)
+    if isinstance(batch, dict):
+        return {key: _in_shared_memory(value) for key, value in batch.items()}
+    if isinstance(batch, tuple) and not hasattr(batch, "_fields"):
+        return tuple(_in_shared_memory(value) for value in batch)
+    if isinstance(batch, list):
+        return [_in_shared_memory(value) for value in batch]
+    return batch

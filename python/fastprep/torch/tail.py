@@ -18,8 +18,9 @@ speed while keeping each step torchvision's own:
 4. the remaining steps (``RandomErasing``...) run per sample on the batch's
    tensors, written back in place.
 
-Per-sample work runs on the loader's threads (PIL and torch release the GIL
-in their kernels).
+Per-sample work runs on the loader's threads, or with ``num_workers >= 2``
+in its worker processes (each builds whole batches: between their kernels,
+PIL and torch steps hold the GIL, so threads would run them one at a time).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ class Tail:
             rest = steps
         self.fused = [TensorStep(step) for step in fused]
         self.after = [TensorStep(step) for step in rest]
+
+    @property
+    def runs_python(self) -> bool:
+        """Some step runs as Python code per sample (not only fused in Rust)."""
+        return bool(self.on_pil or self.after)
 
     @property
     def needs_interleaved(self) -> bool:
