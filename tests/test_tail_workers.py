@@ -167,3 +167,13 @@ def test_custom_collate_gets_samples_built_in_the_workers(folder):
     assert [len(b["y"]) for b in batches] == [4, 4, 4, 4, 2]
     assert all(b["x"].shape[1:] == (3, 24, 24) for b in batches)
     assert seen == []
+
+
+def test_samples_found_intact_by_any_worker_are_known_to_all(folder):
+    """The marks that let later epochs stop reading a JPEG after its crop
+    live in shared memory: the main process sees every worker's."""
+    loader = DataLoader(dataset(folder), batch_size=4, shuffle=True, num_workers=2, seed=4)
+    list(loader)
+    assert loader._intact is not None and loader._intact.all()
+    crops = [x for x, _ in loader]  # epoch 1: read up to the crops only
+    assert sum(len(x) for x in crops) == 18

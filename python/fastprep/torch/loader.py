@@ -422,6 +422,7 @@ class DataLoader(torch.utils.data.DataLoader):
         # Samples that once decoded cleanly when read to the end: their later
         # crops stop after the crop's last row (see DecodeOptions.read_to_end).
         self._intact: np.ndarray | None = None
+        self._intact_shared: torch.Tensor | None = None  # _intact's memory, for workers
         self._worker_reports: list[tuple[str, str]] | None = None  # set in worker processes
         # persistent_workers: the tail's workers and the task list they read.
         self._persistent: tuple[torch.utils.data.DataLoader, list] | None = None
@@ -568,6 +569,7 @@ class DataLoader(torch.utils.data.DataLoader):
         if self.source is not None and self._intact is None:
             self._intact = np.zeros(len(self.source), dtype=bool)
         if self._tail_in_processes():
+            self._share_intact()
             batches = self._process_batches(plan, epoch)
         else:
             self._init_workers()
@@ -658,6 +660,18 @@ class DataLoader(torch.utils.data.DataLoader):
             return False
         return _fork_context(self.multiprocessing_context) is not None
 
+    def _share_intact(self) -> None:
+        """Moves the intact-sample marks into shared memory before the
+        workers fork, so a mark one worker makes serves them all (and the
+        main process): a batch is read only up to its crops when each of
+        its samples was once found intact, by whichever worker."""
+        if self._intact is None or self._intact_shared is not None:
+            return
+        shared = torch.zeros(len(self._intact), dtype=torch.bool).share_memory_()
+        shared.numpy()[:] = self._intact
+        self._intact_shared = shared  # keeps the shared mapping alive
+        self._intact = shared.numpy()
+
     def _process_batches(
         self, plan: Iterator[tuple[int, np.ndarray, pa.Table | None]], epoch: int
     ) -> Generator[Any, None, None]:
@@ -697,9 +711,7 @@ class DataLoader(torch.utils.data.DataLoader):
             )
             if self.persistent_workers:
                 self._persistent = (inner, tasks)
-        for batch, intact, reports in inner:
-            if self._intact is not None:
-                self._intact[intact] = True
+        for batch, reports in inner:
             for key, reason in reports:
                 self._report(key, reason)
             if self._pin:
@@ -1091,25 +1103,19 @@ class _BatchWorkers(torch.utils.data.Dataset):
     """The tasks of a pass as a map-style dataset for torch's worker
     processes: item ``(indices, seed)`` is that whole batch, built by the
     worker's (forked) copy of the loader, with what the main process must
-    learn from it: the samples found intact and the replaced samples."""
+    learn from it: the samples it replaced (its intact-sample marks are in
+    shared memory already)."""
 
     def __init__(self, loader: DataLoader) -> None:
         self.loader = loader
 
-    def __getitem__(self, task: tuple[np.ndarray, int]) -> tuple[Any, np.ndarray, list]:
+    def __getitem__(self, task: tuple[np.ndarray, int]) -> tuple[Any, list]:
         indices, seed = task
         loader = self.loader
         loader._worker_reports = []
-        intact = loader._intact
-        before = intact[indices].copy() if intact is not None else None
         batch = loader._make_batch(indices, seed)
-        fresh = (
-            np.asarray(indices)[intact[indices] & ~before]
-            if intact is not None and before is not None
-            else np.zeros(0, dtype=np.int64)
-        )
         reports, loader._worker_reports = loader._worker_reports, []
-        return _in_shared_memory(batch), fresh, reports
+        return _in_shared_memory(batch), reports
 
 
 class _WorkerSetup:
