@@ -58,6 +58,61 @@ fn boundary_before(text: &[u8], pos: usize) -> bool {
     }
 }
 
+/// ASCII bytes by their part in a hashtag: not one of its characters,
+/// a digit or `_`, or a letter. (Bytes >= 0x80 start a multi-byte character.)
+const NOT_IN_TAG: u8 = 0;
+const DIGIT_OR_UNDERSCORE: u8 = 1;
+const LETTER: u8 = 2;
+const NON_ASCII: u8 = 3;
+const ASCII_CLASS: [u8; 256] = {
+    let mut table = [NOT_IN_TAG; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if c >= 0x80 {
+            NON_ASCII
+        } else if c.is_ascii_alphabetic() {
+            LETTER
+        } else if c.is_ascii_digit() || c == b'_' {
+            DIGIT_OR_UNDERSCORE
+        } else {
+            NOT_IN_TAG
+        };
+        b += 1;
+    }
+    table
+};
+
+/// End of the run of hashtag characters from `start`, and whether it holds a
+/// letter. ASCII (most tags) takes one table lookup a byte; other characters
+/// are decoded and classified.
+#[inline]
+fn hashtag_run(text: &[u8], start: usize) -> (usize, bool) {
+    let mut end = start;
+    let mut has_letter = false;
+    while end < text.len() {
+        match ASCII_CLASS[usize::from(text[end])] {
+            LETTER => {
+                has_letter = true;
+                end += 1;
+            }
+            DIGIT_OR_UNDERSCORE => end += 1,
+            NOT_IN_TAG => break,
+            _ => {
+                let Some((c, len)) = char_at(text, end) else {
+                    break;
+                };
+                if !is_hashtag_char(c) {
+                    break;
+                }
+                has_letter |= is_letter_or_mark(c);
+                end += len;
+            }
+        }
+    }
+    (end, has_letter)
+}
+
 /// Calls `emit(start, end)` with the byte span of each hashtag's text (after
 /// the hash sign), in order.
 pub fn extract_spans(text: &[u8], mut emit: impl FnMut(usize, usize)) {
@@ -85,15 +140,7 @@ pub fn extract_spans(text: &[u8], mut emit: impl FnMut(usize, usize)) {
         if matches!(char_at(text, start), Some(('\u{FE0F}' | '\u{20E3}', _))) {
             continue;
         }
-        let mut end = start;
-        let mut has_letter = false;
-        while let Some((c, len)) = char_at(text, end) {
-            if !is_hashtag_char(c) {
-                break;
-            }
-            has_letter |= is_letter_or_mark(c);
-            end += len;
-        }
+        let (end, has_letter) = hashtag_run(text, start);
         if end == start {
             continue;
         }
