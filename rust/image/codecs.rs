@@ -15,7 +15,7 @@ use super::format::Format;
 use super::metadata::{exif_orientation, png_text_orientation, xmp_orientation};
 use super::orientation::Orientation;
 use super::pixels::{
-    pillow_rgb_from_16bit, rgb_dropping_alpha, rgb_from_16bit, rgb_from_8bit, RgbImage,
+    pillow_rgb_from_16bit, rgb_dropping_alpha, rgb_from_16bit, rgb_from_8bit, RgbImage, RgbView,
 };
 use super::plausible::check_png_data;
 
@@ -95,6 +95,8 @@ fn reason(format: Format, error: ImageError) -> DecodeError {
 /// no pixel memory is allocated yet.
 pub struct Opened<'a> {
     decoder: Box<dyn ImageDecoder + 'a>,
+    /// The encoded bytes (a raw PPM's pixels are read from them in place).
+    data: &'a [u8],
     pub width: u32,
     pub height: u32,
     pub orientation: Orientation,
@@ -140,11 +142,68 @@ pub fn open(data: &[u8], format: Format, max_pixels: u64) -> Result<Opened<'_>, 
     let orientation = orientation(&mut *decoder, data, format);
     Ok(Opened {
         decoder,
+        data,
         width,
         height,
         orientation,
         format,
     })
+}
+
+impl<'a> Opened<'a> {
+    /// The pixels of a binary PPM holding exactly 8-bit RGB (``P6``, maxval
+    /// 255, nothing after the pixels), as stored: resampled in place, with
+    /// no decode. None for every other file (decoded as usual).
+    pub fn raw_rgb(&self) -> Option<RgbView<'a>> {
+        if self.format != Format::Pnm {
+            return None;
+        }
+        let pixels = ppm_pixels(self.data, self.width, self.height)?;
+        Some(RgbView {
+            width: self.width,
+            height: self.height,
+            data: pixels,
+        })
+    }
+}
+
+/// The pixel bytes of a `P6` PPM of `width` x `height` with maxval 255 and
+/// no trailing bytes; header comments allowed, as Netpbm allows them.
+fn ppm_pixels(data: &[u8], width: u32, height: u32) -> Option<&[u8]> {
+    let mut pos = 2;
+    if !data.starts_with(b"P6") {
+        return None;
+    }
+    let mut fields = [0u64; 3];
+    for field in &mut fields {
+        loop {
+            match *data.get(pos)? {
+                b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => pos += 1,
+                b'#' => pos += memchr::memchr(b'\n', &data[pos..])? + 1,
+                _ => break,
+            }
+        }
+        let digits = data[pos..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 10 {
+            return None;
+        }
+        *field = std::str::from_utf8(&data[pos..pos + digits])
+            .ok()?
+            .parse()
+            .ok()?;
+        pos += digits;
+    }
+    // One whitespace byte ends the header.
+    if !data.get(pos)?.is_ascii_whitespace() {
+        return None;
+    }
+    let pixels = &data[pos + 1..];
+    let expected = u64::from(width) * u64::from(height) * 3;
+    (fields == [u64::from(width), u64::from(height), 255] && pixels.len() as u64 == expected)
+        .then_some(pixels)
 }
 
 /// Whether a GIF has neither a global colour table nor a local one on its

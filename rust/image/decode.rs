@@ -9,8 +9,8 @@ use super::geometry::{plan, CropBox, Plan};
 use super::hashes::{hash_bytes, hash_pixels, ImageHashes};
 use super::jpeg::{self, JpegHeader};
 use super::options::{Filter, Geometry, ImageOptions};
-use super::orientation::{flip_horizontal, Orientation};
-use super::pixels::RgbImage;
+use super::orientation::{flip_horizontal, flip_rows, Orientation};
+use super::pixels::{RgbImage, RgbView};
 use super::resize::resize_into;
 
 /// What is known about one record, whether or not its pixels decoded.
@@ -296,6 +296,13 @@ fn render(
             (img, None)
         }
         Header::Other(opened) => {
+            if let Some(raw) = opened
+                .raw_rgb()
+                .filter(|_| !hashing && options.output_pixels)
+            {
+                // Raw 8-bit RGB (a raw-pixel store): resampled from the bytes in place.
+                return finish(raw, crop, resized, plan, orientation, options, out);
+            }
             let (composited, dropped) =
                 opened.decode(options.background, hashing || options.drop_alpha)?;
             match dropped {
@@ -321,15 +328,45 @@ fn render(
         return Ok(empty());
     }
 
-    if untouched {
+    if untouched
+        && out.is_none()
+        && crop == CropBox::full(source.width, source.height)
+        && (source.width, source.height) == resized
+    {
+        return Ok(source); // nothing to do: hand over the decoded buffer
+    }
+    finish(
+        source.view(),
+        crop,
+        resized,
+        plan,
+        orientation,
+        options,
+        out,
+    )
+}
+
+/// Resamples `crop` of the decoded `source` to `resized`, then orients,
+/// flips and pads per the plan: into `out` when given (the result is then
+/// empty), else into the returned image.
+fn finish(
+    source: RgbView,
+    crop: CropBox,
+    resized: (u32, u32),
+    plan: &Plan,
+    orientation: Orientation,
+    options: &ImageOptions,
+    out: Option<&mut [u8]>,
+) -> Result<RgbImage, DecodeError> {
+    if orientation == Orientation::IDENTITY && plan.canvas == plan.resized {
         if let Some(out) = out {
-            resize_into(&source, crop, out, resized.0, resized.1, options.filter)?;
+            // The output is the resampled image itself: written in place,
+            // mirrored there.
+            resize_into(source, crop, out, resized.0, resized.1, options.filter)?;
+            if plan.flip {
+                flip_rows(out, resized.0);
+            }
             return Ok(empty());
-        }
-        if crop == CropBox::full(source.width, source.height)
-            && (source.width, source.height) == resized
-        {
-            return Ok(source); // nothing to do: hand over the decoded buffer
         }
     }
     let mut small = RgbImage::new(
@@ -338,14 +375,13 @@ fn render(
         vec![0; resized.0 as usize * resized.1 as usize * 3],
     );
     resize_into(
-        &source,
+        source,
         crop,
         &mut small.data,
         resized.0,
         resized.1,
         options.filter,
     )?;
-    drop(source);
     let mut small = orientation.apply_owned(small);
     if plan.flip {
         flip_horizontal(&mut small);
@@ -468,7 +504,7 @@ mod tests {
             let partial = decode(PHOTO, &opts, 0).result.unwrap();
             let p = plan(&geometry, 1800, 1200, 0);
             let mut expected = vec![0; 160 * 224 * 3];
-            resize_into(&full, p.crop, &mut expected, 160, 224, filter).unwrap();
+            resize_into(full.view(), p.crop, &mut expected, 160, 224, filter).unwrap();
             assert_eq!(partial.data, expected, "{filter:?}");
         }
     }
@@ -520,6 +556,82 @@ mod tests {
         assert_eq!(
             too_large.to_string(),
             "image too large: 1800x1200 (2160000 pixels, limit 1000)"
+        );
+    }
+
+    /// A 61x47 photo-like RGB image (smooth gradients plus texture).
+    fn pixels() -> Vec<u8> {
+        (0..47u32)
+            .flat_map(|y| {
+                (0..61u32).flat_map(move |x| {
+                    [
+                        (x * 4 + y) as u8,
+                        (y * 5 + (x * x) % 7) as u8,
+                        ((x ^ y) * 3) as u8,
+                    ]
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn raw_ppm_is_resampled_in_place_as_its_decode_would_be() {
+        use crate::image::encode::{encode_png, encode_ppm};
+        let rgb = pixels();
+        let ppm = encode_ppm(&rgb, 61, 47).unwrap();
+        let png = encode_png(&rgb, 61, 47).unwrap();
+        let mut flipped = 0;
+        for seed in 0..16 {
+            let geometry = Geometry::RandomResizedCrop {
+                height: 24,
+                width: 32,
+                scale: (0.08, 1.0),
+                ratio: (0.75, 4.0 / 3.0),
+                flip_p: 0.5,
+                seed,
+            };
+            flipped += usize::from(plan(&geometry, 61, 47, 3).flip);
+            let opts = options(geometry);
+            // The PNG goes through the decoder; the PPM is read in place.
+            let decoded = decode(&png, &opts, 3).result.unwrap().data;
+            let owned = decode(&ppm, &opts, 3).result.unwrap().data;
+            let mut out = vec![0u8; 24 * 32 * 3];
+            decode_into(&ppm, &opts, 3, &mut out).result.unwrap();
+            assert_eq!(owned, decoded, "seed {seed}");
+            assert_eq!(out, decoded, "seed {seed}, into a batch slot");
+        }
+        assert!(
+            flipped > 2 && flipped < 14,
+            "both flipped and unflipped crops ({flipped})"
+        );
+    }
+
+    #[test]
+    fn only_exact_8_bit_binary_ppm_is_read_in_place() {
+        use crate::image::codecs::open as open_other;
+        let raw = |bytes: &[u8]| {
+            open_other(bytes, Format::Pnm, u64::MAX)
+                .ok()
+                .and_then(|o| o.raw_rgb().map(|v| v.data.to_vec()))
+        };
+        let body = [1u8, 2, 3, 4, 5, 6];
+        let with = |header: &[u8], tail: &[u8]| [header, &body[..], tail].concat();
+        assert_eq!(raw(&with(b"P6\n2 1\n255\n", b"")), Some(body.to_vec()));
+        assert_eq!(
+            raw(&with(b"P6 # a comment\n2\t1 # more\n255 ", b"")),
+            Some(body.to_vec())
+        );
+        assert_eq!(raw(&with(b"P6\n2 1\n255\n", b"\n")), None, "trailing bytes");
+        assert_eq!(raw(&with(b"P6\n2 1\n254\n", b"")), None, "maxval 254");
+        assert_eq!(
+            raw(&[&b"P6\n2 1\n65535\n"[..], &[0u8; 12]].concat()),
+            None,
+            "16-bit"
+        );
+        assert_eq!(
+            raw(b"P3\n2 1\n255\n1 2 3 4 5 6\n"),
+            None,
+            "plain (ASCII) PPM"
         );
     }
 }

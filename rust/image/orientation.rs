@@ -116,13 +116,27 @@ impl Orientation {
 
 /// Mirrors an image left-right in place.
 pub fn flip_horizontal(img: &mut RgbImage) {
-    let row_len = img.width as usize * 3;
-    for row in img.data.chunks_exact_mut(row_len) {
-        let w = row.len() / 3;
-        for x in 0..w / 2 {
-            for c in 0..3 {
-                row.swap(x * 3 + c, (w - 1 - x) * 3 + c);
-            }
+    flip_rows(&mut img.data, img.width);
+}
+
+/// Mirrors each row of interleaved RGB pixels, `width` pixels a row.
+pub fn flip_rows(data: &mut [u8], width: u32) {
+    let row_len = width as usize * 3;
+    if row_len == 0 {
+        return;
+    }
+    let half = width as usize / 2 * 3;
+    for row in data.chunks_exact_mut(row_len) {
+        // Whole pixels swapped end for end (no per-byte bounds checks).
+        let (left, rest) = row.split_at_mut(half);
+        let right = &mut rest[row_len - 2 * half..];
+        for (a, b) in left
+            .chunks_exact_mut(3)
+            .zip(right.chunks_exact_mut(3).rev())
+        {
+            let pixel = [a[0], a[1], a[2]];
+            a.copy_from_slice(b);
+            b.copy_from_slice(&pixel);
         }
     }
 }

@@ -18,6 +18,15 @@ impl RgbImage {
         }
     }
 
+    /// The pixels, borrowed.
+    pub fn view(&self) -> RgbView<'_> {
+        RgbView {
+            width: self.width,
+            height: self.height,
+            data: &self.data,
+        }
+    }
+
     pub fn filled(width: u32, height: u32, colour: [u8; 3]) -> RgbImage {
         let data = colour.repeat(width as usize * height as usize);
         RgbImage {
@@ -26,6 +35,15 @@ impl RgbImage {
             data,
         }
     }
+}
+
+/// Interleaved RGB pixels held elsewhere (an [`RgbImage`], or a raw PPM's
+/// bytes read in place).
+#[derive(Clone, Copy)]
+pub struct RgbView<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub data: &'a [u8],
 }
 
 /// `round(a * b / 255)` for bytes, exactly as Pillow's `MULDIV255`.

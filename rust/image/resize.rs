@@ -8,7 +8,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use super::error::DecodeError;
 use super::geometry::CropBox;
 use super::options::Filter;
-use super::pixels::RgbImage;
+use super::pixels::RgbView;
 
 thread_local! {
     // The resizer keeps scratch buffers; one per thread avoids reallocating them.
@@ -41,7 +41,7 @@ fn clamp_box(b: CropBox, width: u32, height: u32) -> CropBox {
 
 /// Resamples `crop` of `src` into `dst`, an RGB buffer of `width` x `height`.
 pub fn resize_into(
-    src: &RgbImage,
+    src: RgbView,
     crop: CropBox,
     dst: &mut [u8],
     width: u32,
@@ -52,10 +52,10 @@ pub fn resize_into(
     let crop = clamp_box(crop, src.width, src.height);
     let whole = crop == CropBox::full(src.width, src.height);
     if whole && (src.width, src.height) == (width, height) {
-        dst.copy_from_slice(&src.data);
+        dst.copy_from_slice(src.data);
         return Ok(());
     }
-    let src_view = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3)
+    let src_view = ImageRef::new(src.width, src.height, src.data, PixelType::U8x3)
         .map_err(|e| internal(&e))?;
     let mut dst_view =
         Image::from_slice_u8(width, height, dst, PixelType::U8x3).map_err(|e| internal(&e))?;
@@ -73,12 +73,21 @@ pub fn resize_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::pixels::RgbImage;
 
     #[test]
     fn identity_is_a_copy() {
         let src = RgbImage::new(2, 1, vec![1, 2, 3, 4, 5, 6]);
         let mut out = vec![0; 6];
-        resize_into(&src, CropBox::full(2, 1), &mut out, 2, 1, Filter::Bilinear).unwrap();
+        resize_into(
+            src.view(),
+            CropBox::full(2, 1),
+            &mut out,
+            2,
+            1,
+            Filter::Bilinear,
+        )
+        .unwrap();
         assert_eq!(out, src.data);
     }
 
@@ -86,7 +95,7 @@ mod tests {
     fn box_filter_averages() {
         let src = RgbImage::new(2, 2, [0, 0, 0, 100, 100, 100].repeat(2));
         let mut out = vec![0; 3];
-        resize_into(&src, CropBox::full(2, 2), &mut out, 1, 1, Filter::Box).unwrap();
+        resize_into(src.view(), CropBox::full(2, 2), &mut out, 1, 1, Filter::Box).unwrap();
         assert_eq!(out, vec![50, 50, 50]);
     }
 
@@ -103,7 +112,7 @@ mod tests {
             width: 4.0,
             height: 4.0,
         };
-        resize_into(&src, right, &mut out, 2, 2, Filter::Box).unwrap();
+        resize_into(src.view(), right, &mut out, 2, 2, Filter::Box).unwrap();
         assert!(out.iter().all(|&v| v == 255), "{out:?}");
     }
 }
