@@ -177,3 +177,37 @@ def test_samples_found_intact_by_any_worker_are_known_to_all(folder):
     assert loader._intact is not None and loader._intact.all()
     crops = [x for x, _ in loader]  # epoch 1: read up to the crops only
     assert sum(len(x) for x in crops) == 18
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def explode(image):
+    raise Boom("a tail step failed")
+
+
+def test_an_error_in_a_workers_tail_reaches_the_training_loop(folder):
+    transform = T.Compose([T.RandomResizedCrop(24), T.PILToTensor(), T.Lambda(explode)])
+    loader = DataLoader(dataset(folder, transform), batch_size=4, num_workers=2)
+    assert loader._tail_in_processes()
+    with pytest.raises(Boom, match="a tail step failed"):
+        next(iter(loader))
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_leaving_an_epoch_early_then_starting_again(folder, persistent):
+    loader = DataLoader(
+        dataset(folder),
+        batch_size=4,
+        shuffle=True,
+        num_workers=2,
+        persistent_workers=persistent,
+        seed=3,
+    )
+    for i, _ in enumerate(loader):
+        if i == 1:
+            break
+    # The abandoned pass's batches never leak into the next one.
+    assert sum(len(y) for _, y in loader) == 18
+    assert sum(len(y) for _, y in loader) == 18
