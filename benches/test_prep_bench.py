@@ -98,7 +98,14 @@ def test_prep(benchmark, source, tmp_path, image_format, sink):
     def run():
         shutil.rmtree(out, ignore_errors=True)
         result = prep(
-            source, out, size=224, report=False, num_threads=threads, records_per_shard=1000
+            source,
+            out,
+            size=224,
+            report=False,
+            num_threads=threads,
+            records_per_shard=1000,
+            image_format=image_format,
+            sink=sink,
         )
         # The re-encodings are near-duplicates, so dedup drops most of them
         # after they were decoded and hashed: the per-record work is all done.

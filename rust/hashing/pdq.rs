@@ -88,18 +88,42 @@ fn dct_matrix() -> &'static [f32; 16 * 64] {
 /// C++ CLI's single-precision sum differs in the last bit for a few pixels;
 /// both give the published reference hashes.
 pub fn luma_from_rgb(rgb: &[u8]) -> Vec<f32> {
-    // The three products come from tables (the same double-precision
-    // products, so the same bits) and are summed in the reference's order.
-    static TABLES: OnceLock<[[f64; 256]; 3]> = OnceLock::new();
-    let [red, green, blue] = TABLES.get_or_init(|| {
-        let table = |weight: f64| std::array::from_fn(|v| v as f64 * weight);
-        [table(0.299), table(0.587), table(0.114)]
-    });
-    rgb.chunks_exact(3)
-        .map(|p| {
-            (red[usize::from(p[0])] + green[usize::from(p[1])] + blue[usize::from(p[2])]) as f32
-        })
-        .collect()
+    let mut luma = vec![0f32; rgb.len() / 3];
+    luma_into(rgb, &mut luma);
+    luma
+}
+
+/// [`luma_from_rgb`] into `luma` (one value per pixel). Each product is the
+/// double-precision `value * weight` the reference computes, summed in its
+/// order; with AVX2 four pixels at a time (the same IEEE operations).
+fn luma_into(rgb: &[u8], luma: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present.
+        return unsafe { luma_into_avx2(rgb, luma) };
+    }
+    luma_into_plain(rgb, luma)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn luma_into_avx2(rgb: &[u8], luma: &mut [f32]) {
+    luma_into_plain(rgb, luma)
+}
+
+#[inline(always)]
+fn luma_into_plain(rgb: &[u8], luma: &mut [f32]) {
+    for (out, p) in luma.iter_mut().zip(rgb.chunks_exact(3)) {
+        let (r, g, b) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
+        *out = (r * 0.299 + g * 0.587 + b * 0.114) as f32;
+    }
+}
+
+thread_local! {
+    /// Per-thread luma and filter buffers, reused from image to image: a
+    /// fresh 750 KB buffer per 500x375 photo costs its page faults each time.
+    static BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 fn window_size(old: usize, new: usize) -> usize {
@@ -351,25 +375,40 @@ fn box_cols(
 /// the second row pass divides only at the 64 sampled columns, and the second
 /// column pass runs only down those columns and divides only at the sampled
 /// rows. Same floating-point operations in the same order as [`jarosz`].
-fn jarosz_decimate(luma: &mut [f32], rows: usize, cols: usize) -> [[f32; 64]; 64] {
+fn jarosz_decimate(
+    luma: &mut [f32],
+    scratch: &mut Vec<f32>,
+    rows: usize,
+    cols: usize,
+) -> [[f32; 64]; 64] {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present.
-        return unsafe { jarosz_decimate_avx2(luma, rows, cols) };
+        return unsafe { jarosz_decimate_avx2(luma, scratch, rows, cols) };
     }
-    jarosz_decimate_plain(luma, rows, cols)
+    jarosz_decimate_plain(luma, scratch, rows, cols)
 }
 
 /// The same code compiled for AVX2: the eight-lane running sums become one
 /// 256-bit operation (plain IEEE adds, subtracts and divides: same bits).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn jarosz_decimate_avx2(luma: &mut [f32], rows: usize, cols: usize) -> [[f32; 64]; 64] {
-    jarosz_decimate_plain(luma, rows, cols)
+unsafe fn jarosz_decimate_avx2(
+    luma: &mut [f32],
+    scratch: &mut Vec<f32>,
+    rows: usize,
+    cols: usize,
+) -> [[f32; 64]; 64] {
+    jarosz_decimate_plain(luma, scratch, rows, cols)
 }
 
 #[inline(always)]
-fn jarosz_decimate_plain(luma: &mut [f32], rows: usize, cols: usize) -> [[f32; 64]; 64] {
+fn jarosz_decimate_plain(
+    luma: &mut [f32],
+    scratch: &mut Vec<f32>,
+    rows: usize,
+    cols: usize,
+) -> [[f32; 64]; 64] {
     let (wr, wc) = (window_size(cols, 64), window_size(rows, 64));
     let sample_rows: Vec<usize> = (0..64)
         .map(|i| (((i as f64 + 0.5) * rows as f64) / 64.0) as usize)
@@ -382,14 +421,16 @@ fn jarosz_decimate_plain(luma: &mut [f32], rows: usize, cols: usize) -> [[f32; 6
     let mut keep_cols = vec![false; cols];
     sample_cols.iter().for_each(|&c| keep_cols[c] = true);
     let all_cols: Vec<usize> = (0..cols).collect();
-    let mut scratch = vec![0f32; luma.len()];
-    box_rows(luma, &mut scratch, rows, cols, wr, None);
-    box_cols(&scratch, luma, rows, cols, wc, &all_cols, None);
-    box_rows(luma, &mut scratch, rows, cols, wr, Some(&keep_cols));
+    // Every element is written by the first pass before it is read.
+    scratch.resize(luma.len(), 0.0);
+    let scratch = &mut scratch[..luma.len()];
+    box_rows(luma, scratch, rows, cols, wr, None);
+    box_cols(scratch, luma, rows, cols, wc, &all_cols, None);
+    box_rows(luma, scratch, rows, cols, wr, Some(&keep_cols));
     let mut distinct_cols = sample_cols.clone();
     distinct_cols.dedup();
     box_cols(
-        &scratch,
+        scratch,
         luma,
         rows,
         cols,
@@ -480,6 +521,10 @@ fn bits(dct: &[[f32; 16]; 16]) -> Pdq256 {
 
 /// PDQ of a float luma image (`rows` x `cols`, row-major), consumed as scratch.
 pub fn pdq_from_luma(mut luma: Vec<f32>, rows: usize, cols: usize) -> PdqResult {
+    pdq_in(&mut luma, &mut Vec::new(), rows, cols)
+}
+
+fn pdq_in(luma: &mut [f32], scratch: &mut Vec<f32>, rows: usize, cols: usize) -> PdqResult {
     if rows < MIN_HASHABLE_DIM || cols < MIN_HASHABLE_DIM {
         return PdqResult {
             hash: Pdq256::default(),
@@ -494,7 +539,7 @@ pub fn pdq_from_luma(mut luma: Vec<f32>, rows: usize, cols: usize) -> PdqResult 
         }
         b
     } else {
-        jarosz_decimate(&mut luma, rows, cols)
+        jarosz_decimate(luma, scratch, rows, cols)
     };
     let dct = dct_64_to_16(&small);
     PdqResult {
@@ -504,9 +549,25 @@ pub fn pdq_from_luma(mut luma: Vec<f32>, rows: usize, cols: usize) -> PdqResult 
     }
 }
 
-/// PDQ of an RGB8 image.
+/// PDQ of an RGB8 image (luma and filter buffers reused per thread).
 pub fn pdq_from_rgb(rgb: &[u8], width: usize, height: usize) -> PdqResult {
-    pdq_from_luma(luma_from_rgb(rgb), height, width)
+    /// Larger images get buffers of their own, freed after (a thread keeps
+    /// at most 2 x 16 MB).
+    const KEPT_PIXELS: usize = 1 << 22;
+    if width * height > KEPT_PIXELS {
+        return pdq_from_luma(luma_from_rgb(rgb), height, width);
+    }
+    BUFFERS.with(|buffers| {
+        let Ok(mut buffers) = buffers.try_borrow_mut() else {
+            // Re-entered on this thread (not expected): fresh buffers.
+            return pdq_from_luma(luma_from_rgb(rgb), height, width);
+        };
+        let (luma, scratch) = &mut *buffers;
+        let n = width * height;
+        luma.resize(n, 0.0);
+        luma_into(rgb, &mut luma[..n]);
+        pdq_in(&mut luma[..n], scratch, height, width)
+    })
 }
 
 impl PdqResult {
@@ -591,7 +652,7 @@ mod tests {
             );
             let expected = decimate(&plain, rows, cols);
             let mut fast = luma.clone();
-            let got = jarosz_decimate(&mut fast, rows, cols);
+            let got = jarosz_decimate(&mut fast, &mut Vec::new(), rows, cols);
             for i in 0..64 {
                 for j in 0..64 {
                     assert_eq!(
