@@ -211,3 +211,28 @@ def test_leaving_an_epoch_early_then_starting_again(folder, persistent):
     # The abandoned pass's batches never leak into the next one.
     assert sum(len(y) for _, y in loader) == 18
     assert sum(len(y) for _, y in loader) == 18
+
+
+def test_hugging_face_dataset_with_a_python_tail_in_worker_processes(folder, tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    ds = datasets.load_dataset(
+        "imagefolder", data_dir=str(folder), split="train", cache_dir=str(tmp_path)
+    )
+    tf = augment()
+
+    def transforms(examples):
+        examples["pixel_values"] = [tf(img.convert("RGB")) for img in examples["image"]]
+        del examples["image"]
+        return examples
+
+    ds.set_transform(transforms)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, seed=2)
+    assert type(loader) is DataLoader and loader._tail_in_processes()
+    ours = list(loader)
+    theirs = list(TorchDataLoader(ds, batch_size=4))
+    assert len(ours) == len(theirs) == 5
+    for o, t in zip(ours, theirs):
+        assert set(o) == set(t) == {"pixel_values", "label"}
+        assert o["pixel_values"].shape == t["pixel_values"].shape == (len(t["label"]), 3, 24, 24)
+        assert torch.equal(o["label"], t["label"])
