@@ -78,6 +78,25 @@ def test_one_worker_or_a_fused_only_tail_stays_on_threads(folder):
     assert sum(len(x) for x, _ in spawn) == 18
 
 
+def test_augmented_pixels_follow_the_batch_not_the_worker(folder):
+    """Each batch's tail draws from generators seeded by that batch: the
+    same pixels with 2 or 3 workers, and the same remaining batches after a
+    resume mid-epoch."""
+    two = [x for x, _ in DataLoader(dataset(folder), batch_size=4, num_workers=2, seed=8)]
+    three = [x for x, _ in DataLoader(dataset(folder), batch_size=4, num_workers=3, seed=8)]
+    assert len(two) == len(three) == 5
+    assert all(torch.equal(a, b) for a, b in zip(two, three))
+    loader = DataLoader(dataset(folder), batch_size=4, num_workers=2, seed=8)
+    iterator = iter(loader)
+    next(iterator)
+    state = loader.state_dict()
+    del iterator
+    resumed = DataLoader(dataset(folder), batch_size=4, num_workers=2, seed=8)
+    resumed.load_state_dict(state)
+    rest = [x for x, _ in resumed]
+    assert len(rest) == 4 and all(torch.equal(a, b) for a, b in zip(rest, two[1:]))
+
+
 def test_same_seed_same_augmented_pixels_and_each_epoch_new_ones(folder):
     first = [x for x, _ in DataLoader(dataset(folder), batch_size=4, num_workers=2, seed=5)]
     loader = DataLoader(dataset(folder), batch_size=4, num_workers=2, seed=5)

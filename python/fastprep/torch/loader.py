@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import queue
+import random
 import threading
 import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -196,7 +197,10 @@ class DataLoader(torch.utils.data.DataLoader):
             batches (one Rust thread, then the Python steps), since Python
             threads would share one GIL. They are forked (``fork`` start
             method; another ``multiprocessing_context`` keeps threads) and
-            their batches reach this process through shared memory.
+            their batches reach this process through shared memory. Each
+            batch's Python steps draw from torch's and ``random``'s
+            generators seeded for that batch (from ``seed``, the epoch and
+            the batch number), so they repeat whatever ``num_workers`` is.
         worker_init_fn: called as torch calls it, ``worker_init_fn(i)`` for
             each worker id ``i`` in ``range(num_workers)`` when a pass starts
             (once per loader with ``persistent_workers=True``), never with
@@ -548,8 +552,6 @@ class DataLoader(torch.utils.data.DataLoader):
             return
         if self.persistent_workers and self._workers_initialized:
             return
-        import random
-
         states = (torch.get_rng_state(), random.getstate(), np.random.get_state())
         try:
             for worker_id in range(self.num_workers):
@@ -690,8 +692,8 @@ class DataLoader(torch.utils.data.DataLoader):
             options: dict[str, Any] = {}
             if "in_order" in _TORCH_LOADER_ARGS:
                 options["in_order"] = self.in_order
-            # The tail's randomness (torch's per-worker seeds) follows the
-            # loader's seed and epoch, as its crops and order do.
+            # Workers' starting seeds follow the loader's seed and epoch
+            # (each batch then reseeds the tail: see _BatchWorkers).
             seeds = torch.Generator().manual_seed(
                 int(epoch_rng(self.seed, epoch, self.rank, 0, 2).integers(0, 2**63 - 1))
             )
@@ -1113,6 +1115,12 @@ class _BatchWorkers(torch.utils.data.Dataset):
         indices, seed = task
         loader = self.loader
         loader._worker_reports = []
+        # The tail's randomness (torch's and Python's global generators, which
+        # torchvision draws from) follows the batch, not the worker: the same
+        # batches whatever the number of workers, and after a resume.
+        tail_seed = int(np.random.default_rng([seed, 3]).integers(0, 2**63 - 1))
+        torch.manual_seed(tail_seed)
+        random.seed(tail_seed)
         batch = loader._make_batch(indices, seed)
         reports, loader._worker_reports = loader._worker_reports, []
         return _in_shared_memory(batch), reports
