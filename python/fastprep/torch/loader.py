@@ -684,11 +684,11 @@ class DataLoader(torch.utils.data.DataLoader):
         tasks = [(indices, batch_seed(self.seed, epoch, self.rank, b)) for b, indices, _ in plan]
         if not tasks:
             return
-        workers = _BatchWorkers(self)
         if self.persistent_workers and self._persistent is not None:
             inner, pending = self._persistent
             pending[:] = tasks  # the workers read the new pass's tasks from this list
         else:
+            workers = _BatchWorkers(self)
             options: dict[str, Any] = {}
             if "in_order" in _TORCH_LOADER_ARGS:
                 options["in_order"] = self.in_order
@@ -1123,13 +1123,15 @@ class _BatchWorkers(torch.utils.data.Dataset):
         random.seed(tail_seed)
         batch = loader._make_batch(indices, seed)
         reports, loader._worker_reports = loader._worker_reports, []
-        return _in_shared_memory(batch), reports
+        # torch's result queue moves the batch's tensors to shared memory.
+        return batch, reports
 
 
 class _WorkerSetup:
     """``worker_init_fn`` of the tail's workers: one Rust thread each (the
-    workers are the parallelism), no pinning there (the main process pins),
-    then the user's ``worker_init_fn``, as torch calls it."""
+    workers are the parallelism), then the user's ``worker_init_fn``, as
+    torch calls it. (Batches are pinned in the main process: a worker's
+    ``_worker_reports`` list turns pinning off there.)"""
 
     def __init__(self, user: Callable[[int], None] | None, workers: _BatchWorkers) -> None:
         self.user = user
@@ -1137,27 +1139,5 @@ class _WorkerSetup:
 
     def __call__(self, worker_id: int) -> None:
         self.workers.loader.num_threads = 1
-        self.workers.loader._worker_reports = []
         if self.user is not None:
             self.user(worker_id)
-
-
-def _in_shared_memory(batch: Any) -> Any:
-    """Tensors of ``batch`` moved to shared memory in the worker. torch's
-    queue would move them too, but cannot move one whose memory it does not
-    own (an Arrow buffer): that one is copied there."""
-    if torch.is_tensor(batch):
-        if batch.is_shared():
-            return batch
-        try:
-            return batch.share_memory_()
-        except RuntimeError:
-            shared = torch.empty_like(batch).share_memory_()
-            return shared.copy_(batch)
-    if isinstance(batch, dict):
-        return {key: _in_shared_memory(value) for key, value in batch.items()}
-    if isinstance(batch, tuple) and not hasattr(batch, "_fields"):
-        return tuple(_in_shared_memory(value) for value in batch)
-    if isinstance(batch, list):
-        return [_in_shared_memory(value) for value in batch]
-    return batch
