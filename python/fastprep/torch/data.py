@@ -251,6 +251,16 @@ def _iterable_problem(dataset: Any) -> str | None:
     return None
 
 
+def _global_names(code: Any) -> list[str]:
+    """Names ``code`` and the code nested in it (comprehensions before
+    Python 3.12, inner functions) may read as globals, in order."""
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names += [n for n in _global_names(const) if n not in names]
+    return names
+
+
 def _torchvision_objects(function: Any) -> list[Any]:
     """torchvision transforms a ``set_transform`` function uses (its closure
     and the globals it names)."""
@@ -259,7 +269,7 @@ def _torchvision_objects(function: Any) -> list[Any]:
         return []
     seen: list[Any] = [c.cell_contents for c in function.__closure__ or ()]
     names = getattr(function, "__globals__", {})
-    seen += [names[n] for n in code.co_names if n in names]
+    seen += [names[n] for n in _global_names(code) if n in names]
     found = []
     for value in seen:
         module = type(value).__module__

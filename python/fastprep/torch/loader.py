@@ -40,6 +40,7 @@ from fastprep.torch.data import (
     is_hf_dataset,
     open_map_source,
 )
+from fastprep.torch.rebuilt import Index, register, serve_batches
 from fastprep.torch.sampling import batch_count, batch_seed, epoch_order, epoch_rng, rank_slice
 from fastprep.torch.stream import per_rank, stream_batches
 from fastprep.torch.tail import Tail, float_view
@@ -150,7 +151,11 @@ class _Order(torch.utils.data.Sampler):
 
     def __iter__(self) -> Iterator[int]:
         epoch = self._current()
-        yield from self.loader._epoch_order(epoch).tolist()
+        token = self.loader._token
+        # Tagged, so that a torch loader rebuilt from this sampler still gets
+        # its batches decoded by fastprep (see fastprep.torch.rebuilt).
+        for position, index in enumerate(self.loader._epoch_order(epoch).tolist()):
+            yield Index(index, token, epoch, position)
         self._epoch = epoch + 1  # a finished pass moves on
 
     def __len__(self) -> int:
@@ -432,6 +437,9 @@ class DataLoader(torch.utils.data.DataLoader):
         self._persistent: tuple[torch.utils.data.DataLoader, list] | None = None
         self._sampler_given = sampler
         self._batch_sampler_given = batch_sampler
+        self._token = register(self)
+        if self.tuple_output or self.hf_columns is not None:
+            serve_batches(dataset)
         self.sampler: Any = sampler
         if sampler is None:
             order = _RandomOrder if (shuffle or weights is not None) else _SequentialOrder
@@ -794,6 +802,41 @@ class DataLoader(torch.utils.data.DataLoader):
         rows: pa.Table | None = None,
         pool: Executor | None = None,
     ) -> Any:
+        out = self._collate(*self._assemble(indices, seed, rows, pool))
+        if self._pin and self._worker_reports is None:
+            from torch.utils.data._utils.pin_memory import pin_memory
+
+            out = pin_memory(out, self.pin_memory_device or None)
+        return out
+
+    def _serve(self, indices: list[int]) -> list[Any]:
+        """The samples of one batch for a torch loader rebuilt from this
+        loader's sampler (Accelerate's ``prepare``; see
+        :mod:`fastprep.torch.rebuilt`): decoded here as this loader decodes
+        batch ``position // batch_size`` of the indices' epoch (the same
+        crops), as the list of samples that loader's ``collate_fn`` expects.
+        In a worker process: one Rust thread, and the Python steps of the
+        transform draw from generators seeded for the batch, as in this
+        loader's own workers; in the main process they draw from the global
+        generators, as the dataset's own transform would."""
+        first = indices[0]
+        epoch, position = first.epoch, first.position  # type: ignore[attr-defined]
+        seed = batch_seed(self.seed, epoch, 0, position // (self.batch_size or len(indices)))
+        if torch.utils.data.get_worker_info() is not None:
+            self.num_threads = 1  # this worker's copy: the workers are the parallelism
+            _seed_tail(seed)
+        return self._samples(*self._assemble(np.asarray(indices, dtype=np.int64), seed))
+
+    def _assemble(
+        self,
+        indices: np.ndarray,
+        seed: int,
+        rows: pa.Table | None = None,
+        pool: Executor | None = None,
+    ) -> tuple[dict[str, Any], pa.Table, list[Any] | None]:
+        """One batch before collation: the fields Rust built (``image``,
+        ``index``, ``key``, ``target``, labels), its rows, and the tail's
+        per-sample outputs when they could not be stacked."""
         indices = np.asarray(indices, dtype=np.int64)
         if rows is None:
             source = self._map_source()
@@ -847,12 +890,7 @@ class DataLoader(torch.utils.data.DataLoader):
                 batch["target"] = torch.from_numpy(
                     label_targets(labels, len(self.vocab), kind=self.target)
                 )
-        out = self._collate(batch, rows, per_sample)
-        if self._pin and self._worker_reports is None:
-            from torch.utils.data._utils.pin_memory import pin_memory
-
-            out = pin_memory(out, self.pin_memory_device or None)
-        return out
+        return batch, rows, per_sample
 
     def _layout(self, pixels: pa.Array | pa.ChunkedArray, planar: bool = False) -> torch.Tensor:
         """A fixed-shape uint8 pixel column as a tensor of the recipe's dtype
@@ -888,6 +926,12 @@ class DataLoader(torch.utils.data.DataLoader):
                 return (batch["image"], batch["target"]) if self.tuple_output else batch
             stacked = _default_collate(per_sample)
             return (stacked, batch["target"]) if self.tuple_output else {**batch, "image": stacked}
+        return self.collate_fn(self._samples(batch, rows, per_sample))
+
+    def _samples(
+        self, batch: dict[str, Any], rows: pa.Table, per_sample: list[Any] | None
+    ) -> list[Any]:
+        """The batch as the list of samples the dataset would give."""
         images = per_sample if per_sample is not None else list(batch["image"].unbind(0))
         if self.hf_columns is not None:
             columns = {
@@ -913,7 +957,7 @@ class DataLoader(torch.utils.data.DataLoader):
                     lo, hi = batch["label_offsets"][i], batch["label_offsets"][i + 1]
                     sample["label_ids"] = batch["label_ids"][lo:hi]
                 samples.append(sample)
-        return self.collate_fn(samples)
+        return samples
 
     def _labels(self, rows: pa.Table) -> pa.ListArray | None:
         if "labels" in rows.schema.names:
@@ -1097,6 +1141,14 @@ def _fork_context(asked: Any) -> Any:
     return multiprocessing.get_context("fork") if method == "fork" else None
 
 
+def _seed_tail(seed: int) -> None:
+    """Seeds torch's and Python's global generators, which torchvision's
+    transforms draw from, for the batch of ``seed`` (in worker processes)."""
+    tail_seed = int(np.random.default_rng([seed, 3]).integers(0, 2**63 - 1))
+    torch.manual_seed(tail_seed)
+    random.seed(tail_seed)
+
+
 def _identity(item: Any) -> Any:
     return item
 
@@ -1118,9 +1170,7 @@ class _BatchWorkers(torch.utils.data.Dataset):
         # The tail's randomness (torch's and Python's global generators, which
         # torchvision draws from) follows the batch, not the worker: the same
         # batches whatever the number of workers, and after a resume.
-        tail_seed = int(np.random.default_rng([seed, 3]).integers(0, 2**63 - 1))
-        torch.manual_seed(tail_seed)
-        random.seed(tail_seed)
+        _seed_tail(seed)
         batch = loader._make_batch(indices, seed)
         reports, loader._worker_reports = loader._worker_reports, []
         # torch's result queue moves the batch's tensors to shared memory.
