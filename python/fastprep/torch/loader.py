@@ -18,6 +18,7 @@ import queue
 import random
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -42,6 +43,7 @@ from fastprep.torch.data import (
 )
 from fastprep.torch.rebuilt import Index, register, serve_batches
 from fastprep.torch.sampling import batch_count, batch_seed, epoch_order, epoch_rng, rank_slice
+from fastprep.torch.slots import SlotRing, Tasks, WorkerSlots
 from fastprep.torch.stream import per_rank, stream_batches
 from fastprep.torch.tail import Tail, float_view
 from fastprep.torch.transforms import Recipe, evaluate, split_torchvision, train
@@ -433,8 +435,8 @@ class DataLoader(torch.utils.data.DataLoader):
         self._intact: np.ndarray | None = None
         self._intact_shared: torch.Tensor | None = None  # _intact's memory, for workers
         self._worker_reports: list[tuple[str, str]] | None = None  # set in worker processes
-        # persistent_workers: the tail's workers and the task list they read.
-        self._persistent: tuple[torch.utils.data.DataLoader, list] | None = None
+        # Shared-memory slots for the images the tail's workers return.
+        self._slots = SlotRing(max(1, int(num_workers)) * (prefetch_factor or 2) + 2)
         self._sampler_given = sampler
         self._batch_sampler_given = batch_sampler
         self._token = register(self)
@@ -689,13 +691,13 @@ class DataLoader(torch.utils.data.DataLoader):
         forked worker processes (one Rust thread each), through torch's own
         worker machinery: ordered hand-over, ``prefetch_factor``, ``timeout``,
         ``worker_init_fn`` run in the workers, shared-memory tensors."""
-        tasks = [(indices, batch_seed(self.seed, epoch, self.rank, b)) for b, indices, _ in plan]
-        if not tasks:
+        items = [(indices, batch_seed(self.seed, epoch, self.rank, b)) for b, indices, _ in plan]
+        if not items:
             return
-        if self.persistent_workers and self._persistent is not None:
-            inner, pending = self._persistent
-            pending[:] = tasks  # the workers read the new pass's tasks from this list
+        if self.persistent_workers and self._token in _PERSISTENT:
+            inner, tasks = _PERSISTENT[self._token]
         else:
+            tasks = Tasks(self._slots)
             workers = _BatchWorkers(self)
             options: dict[str, Any] = {}
             if "in_order" in _TORCH_LOADER_ARGS:
@@ -720,8 +722,14 @@ class DataLoader(torch.utils.data.DataLoader):
                 **options,
             )
             if self.persistent_workers:
-                self._persistent = (inner, tasks)
-        for batch, reports in inner:
+                _PERSISTENT[self._token] = (inner, tasks)
+                weakref.finalize(self, _PERSISTENT.pop, self._token, None)
+        self._slots.forget_busy()  # a pass left early leaves its slots to its workers
+        tasks.items = items  # the workers read the pass's tasks from here
+        for batch, reports, slot in inner:
+            images = _images_of(batch)
+            self._slots.returned(slot, images)
+            self._slots.learn(images)
             for key, reason in reports:
                 self._report(key, reason)
             if self._pin:
@@ -1149,22 +1157,61 @@ def _seed_tail(seed: int) -> None:
     random.seed(tail_seed)
 
 
+#: Persistent tail workers (torch's loader over them, and their task list)
+#: by loader token. Kept here, outside the loader: the loader is in
+#: reference cycles (its sampler refers to it), so it is freed by the cyclic
+#: garbage collector, which would close torch's task queues before torch's
+#: iterator sends its workers the stop signal (each worker then waits out
+#: torch's 5-second join). A finalizer of the loader drops the entry, and
+#: the iterator shuts its workers down at once.
+_PERSISTENT: dict[int, tuple[torch.utils.data.DataLoader, Tasks]] = {}
+
+
+def _images_of(batch: Any) -> Any:
+    """The image tensor of a fast-collated batch (tuple or dict), else None."""
+    if isinstance(batch, tuple) and len(batch) == 2:
+        return batch[0]
+    if isinstance(batch, dict):
+        return batch.get("image")
+    return None
+
+
+def _with_images(batch: Any, images: torch.Tensor) -> Any:
+    if isinstance(batch, tuple):
+        return (images, batch[1])
+    return {**batch, "image": images}
+
+
 def _identity(item: Any) -> Any:
     return item
 
 
 class _BatchWorkers(torch.utils.data.Dataset):
     """The tasks of a pass as a map-style dataset for torch's worker
-    processes: item ``(indices, seed)`` is that whole batch, built by the
-    worker's (forked) copy of the loader, with what the main process must
-    learn from it: the samples it replaced (its intact-sample marks are in
-    shared memory already)."""
+    processes: item ``(indices, seed, slot)`` is that whole batch, built by
+    the worker's (forked) copy of the loader, with what the main process
+    must learn from it: the samples it replaced (its intact-sample marks are
+    in shared memory already) and the slot its images are in.
+
+    The loader is held weakly, so that persistent workers (``_PERSISTENT``)
+    do not keep it alive; a forked worker's copy of the loader lives on in
+    its copy of the main process's memory."""
 
     def __init__(self, loader: DataLoader) -> None:
-        self.loader = loader
+        self._loader = weakref.ref(loader)
+        self.slots = WorkerSlots(loader._slots.limit)
 
-    def __getitem__(self, task: tuple[np.ndarray, int]) -> tuple[Any, list]:
-        indices, seed = task
+    @property
+    def loader(self) -> DataLoader:
+        loader = self._loader()
+        if loader is None:
+            raise RuntimeError("the fastprep DataLoader of these workers is gone")
+        return loader
+
+    def __getitem__(
+        self, task: tuple[np.ndarray, int, tuple[int, torch.Tensor] | None]
+    ) -> tuple[Any, list, int | None]:
+        indices, seed, slot = task
         loader = self.loader
         loader._worker_reports = []
         # The tail's randomness (torch's and Python's global generators, which
@@ -1173,8 +1220,14 @@ class _BatchWorkers(torch.utils.data.Dataset):
         _seed_tail(seed)
         batch = loader._make_batch(indices, seed)
         reports, loader._worker_reports = loader._worker_reports, []
-        # torch's result queue moves the batch's tensors to shared memory.
-        return batch, reports
+        # The images go back in the slot the main process gave (shared memory
+        # mapped already); the rest, torch's result queue moves to shared
+        # memory.
+        images = _images_of(batch)
+        kept = self.slots.fill(slot, images)
+        if kept is not images:
+            batch = _with_images(batch, kept)
+        return batch, reports, None if slot is None else slot[0]
 
 
 class _WorkerSetup:
