@@ -133,3 +133,20 @@ def test_samples_of_differing_sizes_skip_the_fusion_but_not_the_steps(folder):
             widths.add(image.shape[2])
             assert image.min() < 0, "normalised, by torchvision's own steps"
     assert len(widths) > 1
+
+
+def test_scaled_pictures_are_written_into_the_memory_given(folder):
+    """``ToImage`` (v2) then the fused scaling, written straight into ``out``
+    (a worker's shared-memory slot, larger than the batch): a view of it,
+    with torchvision's bits."""
+    invert = v2.Lambda(lambda image: ImageOps.invert(image))
+    tail = [invert, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+    plan = Tail(tail)
+    decoded = crops(folder, v2)[0]
+    out = torch.full((6, 3, 16, 16), float("nan"))
+    got = plan(decoded.permute(0, 2, 3, 1).contiguous(), None, 1, out)
+    assert got.data_ptr() == out.data_ptr() and got.shape == (4, 3, 16, 16)
+    assert torch.equal(got, by_hand(decoded, tail))
+    assert out[4:].isnan().all(), "rows past the batch untouched"
+    elsewhere = plan(decoded.permute(0, 2, 3, 1).contiguous(), None, 1, torch.empty(6, 3, 8, 8))
+    assert torch.equal(elsewhere, got), "memory of another shape is not used"

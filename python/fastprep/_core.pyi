@@ -91,6 +91,16 @@ def normalize_pixels(
     multiply: bool = False,
     num_threads: int | None = None,
 ) -> pa.FixedSizeListArray: ...
+def normalize_into(
+    sources: Sequence[tuple[int, int]],
+    channels_first: bool,
+    out_address: int,
+    out_len: int,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    multiply: bool = False,
+    num_threads: int | None = None,
+) -> None: ...
 
 # Hashtags (see fastprep.hashtags).
 def normalize_hashtag(tag: str) -> str: ...

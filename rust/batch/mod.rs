@@ -10,5 +10,5 @@ mod source;
 
 pub use decode::{decode_batch, DecodedBatch};
 pub use encode::{encode_batch, encode_frames, Frame};
-pub use normalize::{normalize_frames, Layout, Scale};
+pub use normalize::{normalize_frames, normalize_frames_into_planes, Layout, Scale};
 pub use source::{BytesSource, PathSource, RecordSource};

@@ -70,6 +70,51 @@ pub fn normalize_frames(
     out
 }
 
+/// Each of `frames` (equal lengths, 3 channels in `layout`) as float32 in
+/// [0, 1], normalised by `stats`, written as three planes (`[3, H, W]`)
+/// into its share of `out` (`frames.len()` frames of the same length): the
+/// caller's memory, e.g. a shared batch buffer, so nothing is allocated.
+pub fn normalize_frames_into_planes(
+    frames: &[&[u8]],
+    layout: Layout,
+    out: &mut [f32],
+    scale: Scale,
+    stats: Stats,
+) {
+    let Some(frame) = frames.first().map(|f| f.len()) else {
+        return;
+    };
+    if frame == 0 {
+        return;
+    }
+    assert!(frame % 3 == 0 && out.len() == frame * frames.len());
+    assert!(frames.iter().all(|f| f.len() == frame));
+    out.par_chunks_mut(frame)
+        .zip(frames.par_iter())
+        .for_each(|(dst, src)| {
+            let plane = frame / 3;
+            for c in 0..3 {
+                let range = c * plane..(c + 1) * plane;
+                let channel = stats.map(|(m, s)| (m[c], s[c]));
+                match layout {
+                    Layout::Planes => convert(&src[range.clone()], &mut dst[range], scale, channel),
+                    Layout::Interleaved => convert_channel(src, c, &mut dst[range], scale, channel),
+                }
+            }
+        });
+}
+
+/// Channel `c` of interleaved RGB `src` into one plane.
+fn convert_channel(src: &[u8], c: usize, dst: &mut [f32], scale: Scale, stats: Option<(f32, f32)>) {
+    for (d, s) in dst.iter_mut().zip(src.chunks_exact(3)) {
+        let x = scaled(s[c], scale);
+        *d = match stats {
+            None => x,
+            Some((mean, std)) => (x - mean) / std,
+        };
+    }
+}
+
 fn bytemuck_f32(values: &[f32]) -> &[u8] {
     // SAFETY: any f32 memory is valid bytes; same allocation, 4x the length.
     unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), std::mem::size_of_val(values)) }
@@ -157,5 +202,34 @@ mod tests {
         }
         let scaled = normalize_frames(&planes, frame, Layout::Planes, Scale::Divide, None);
         assert_eq!(scaled[7], f32::from(planes[7]) / 255.0);
+    }
+
+    #[test]
+    fn into_planes_matches_the_allocating_version_for_both_layouts() {
+        let (w, h) = (6, 5);
+        let frame = w * h * 3;
+        let bytes: Vec<u8> = (0..3 * frame).map(|i| (i * 53 % 256) as u8).collect();
+        let frames: Vec<&[u8]> = bytes.chunks(frame).collect();
+        let stats = Some(([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]));
+        for scale in [Scale::Divide, Scale::Multiply] {
+            let planes = normalize_frames(&bytes, frame, Layout::Planes, scale, stats);
+            let mut out = vec![f32::NAN; bytes.len()];
+            normalize_frames_into_planes(&frames, Layout::Planes, &mut out, scale, stats);
+            assert_eq!(out, planes);
+            // Interleaved input: each value lands in its channel's plane.
+            let interleaved = normalize_frames(&bytes, frame, Layout::Interleaved, scale, stats);
+            normalize_frames_into_planes(&frames, Layout::Interleaved, &mut out, scale, stats);
+            let plane = w * h;
+            for f in 0..3 {
+                for i in 0..plane {
+                    for c in 0..3 {
+                        assert_eq!(
+                            out[f * frame + c * plane + i].to_bits(),
+                            interleaved[f * frame + 3 * i + c].to_bits()
+                        );
+                    }
+                }
+            }
+        }
     }
 }

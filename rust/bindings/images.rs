@@ -13,8 +13,8 @@ use pyo3_arrow::{PyArray, PyChunkedArray, PyRecordBatch};
 use super::arrow_input::byte_slices;
 use super::options::PyDecodeOptions;
 use crate::batch::{
-    decode_batch, encode_batch, encode_frames, normalize_frames, BytesSource, Layout, PathSource,
-    RecordSource, Scale,
+    decode_batch, encode_batch, encode_frames, normalize_frames, normalize_frames_into_planes,
+    BytesSource, Layout, PathSource, RecordSource, Scale,
 };
 use crate::image::{
     strip_metadata, DecodeOptions, EncodeFormat, Orientation, DEFAULT_MAX_PIXELS, ERROR_KINDS,
@@ -278,6 +278,67 @@ fn normalize_pixels<'py>(
     py.import("pyarrow")?.getattr("array")?.call1((exported,))
 }
 
+/// uint8 RGB frames at raw addresses (``(address, length)``, equal lengths)
+/// as normalised float32 planes into the float32 memory at `out_address`
+/// (`out_len` values): torch's tail writes a batch straight into its
+/// shared-memory slot with it. The caller keeps all that memory alive and
+/// untouched during the call (Python's buffer protocol is not in the
+/// stable ABI this module targets, hence addresses).
+#[pyfunction]
+#[pyo3(signature = (sources, channels_first, out_address, out_len, mean=None, std=None, multiply=false, num_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn normalize_into(
+    py: Python<'_>,
+    sources: Vec<(usize, usize)>,
+    channels_first: bool,
+    out_address: usize,
+    out_len: usize,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+    multiply: bool,
+    num_threads: Option<usize>,
+) -> PyResult<()> {
+    let stats = match (mean, std) {
+        (Some(m), Some(s)) => Some((m, s)),
+        (None, None) => None,
+        _ => return Err(PyValueError::new_err("give both mean and std, or neither")),
+    };
+    let frame = sources.first().map_or(0, |s| s.1);
+    if frame % 3 != 0
+        || sources.iter().any(|s| s.1 != frame || s.0 == 0)
+        || out_len != frame * sources.len()
+        || out_address == 0
+        || out_address % std::mem::align_of::<f32>() != 0
+    {
+        return Err(PyValueError::new_err(
+            "sources must be RGB frames of one length filling the output exactly",
+        ));
+    }
+    let layout = if channels_first {
+        Layout::Planes
+    } else {
+        Layout::Interleaved
+    };
+    let scale = if multiply {
+        Scale::Multiply
+    } else {
+        Scale::Divide
+    };
+    // SAFETY: the caller guarantees these regions are live, of these
+    // lengths, and not otherwise accessed during the call.
+    let frames: Vec<&[u8]> = sources
+        .iter()
+        .map(|&(address, len)| unsafe { std::slice::from_raw_parts(address as *const u8, len) })
+        .collect();
+    let out = unsafe { std::slice::from_raw_parts_mut(out_address as *mut f32, out_len) };
+    py.detach(|| {
+        run_in_pool(num_threads, || {
+            normalize_frames_into_planes(&frames, layout, out, scale, stats)
+        })
+    });
+    Ok(())
+}
+
 /// Each image without its metadata, losslessly (see the core's
 /// `strip_metadata`), re-stating `orientations` (EXIF values, 1 for none);
 /// null where that is impossible without re-encoding (TIFF) or the data is
@@ -329,6 +390,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_variable, m)?)?;
     m.add_function(wrap_pyfunction!(strip_images, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_pixels, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_into, m)?)?;
     m.add_function(wrap_pyfunction!(decode_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(decode_paths, m)?)?;
     m.add_function(wrap_pyfunction!(decode_arrow, m)?)?;

@@ -436,7 +436,7 @@ class DataLoader(torch.utils.data.DataLoader):
         self._intact_shared: torch.Tensor | None = None  # _intact's memory, for workers
         self._worker_reports: list[tuple[str, str]] | None = None  # set in worker processes
         # Shared-memory slots for the images the tail's workers return.
-        self._slots = SlotRing(max(1, int(num_workers)) * (prefetch_factor or 2) + 2)
+        self._slots = SlotRing(max(1, int(num_workers)) * (prefetch_factor or 2) + 4)
         self._sampler_given = sampler
         self._batch_sampler_given = batch_sampler
         self._token = register(self)
@@ -606,6 +606,7 @@ class DataLoader(torch.utils.data.DataLoader):
         threads."""
         produced: queue.Queue = queue.Queue(maxsize=self._prefetch)
         stop = threading.Event()
+        slots_lock = threading.Lock()  # the ring is used by producer and consumer
 
         def put(item: Any) -> bool:
             """Hands over ``item`` unless the consumer has gone (then False)."""
@@ -623,15 +624,24 @@ class DataLoader(torch.utils.data.DataLoader):
             # (GIL held), the next is already decoding in the Rust threads,
             # so they never wait for the assembly. Handed over in order.
             builders = ThreadPoolExecutor(2, thread_name_prefix="fastprep-batch")
-            pending: collections.deque[Future] = collections.deque()
+            pending: collections.deque[tuple[Future, int | None]] = collections.deque()
+
+            def hand_over() -> bool:
+                future, key = pending.popleft()
+                return put((future.result(), key))
+
             try:
                 for b, indices, rows in plan:
                     seed = batch_seed(self.seed, epoch, self.rank, b)
-                    pending.append(builders.submit(self._make_batch, indices, seed, rows, pool))
-                    if len(pending) == 2 and not put(pending.popleft().result()):
+                    with slots_lock:
+                        slot = self._slots.take() if self._tail is not None else None
+                    tensor = None if slot is None else slot.tensor
+                    future = builders.submit(self._make_batch, indices, seed, rows, pool, tensor)
+                    pending.append((future, None if slot is None else slot.key))
+                    if len(pending) == 2 and not hand_over():
                         return
                 while pending:
-                    if not put(pending.popleft().result()):
+                    if not hand_over():
                         return
                 put(StopIteration())
             except BaseException as error:  # raised in the consumer
@@ -655,10 +665,18 @@ class DataLoader(torch.utils.data.DataLoader):
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                batch, key = item
+                images = _images_of(batch)
+                with slots_lock:
+                    self._slots.returned(key, images, self._slots.used(key, images))
+                    self._slots.learn(images)
+                del images
+                yield batch
         finally:
             stop.set()
             worker.join(timeout=5)
+            with slots_lock:
+                self._slots.forget_busy()
 
     def _tail_in_processes(self) -> bool:
         """A torchvision tail holds the GIL between its kernels, so Python
@@ -726,9 +744,9 @@ class DataLoader(torch.utils.data.DataLoader):
                 weakref.finalize(self, _PERSISTENT.pop, self._token, None)
         self._slots.forget_busy()  # a pass left early leaves its slots to its workers
         tasks.items = items  # the workers read the pass's tasks from here
-        for batch, reports, slot in inner:
+        for batch, reports, (slot, used) in inner:
             images = _images_of(batch)
-            self._slots.returned(slot, images)
+            self._slots.returned(slot, images, used)
             self._slots.learn(images)
             for key, reason in reports:
                 self._report(key, reason)
@@ -809,8 +827,11 @@ class DataLoader(torch.utils.data.DataLoader):
         seed: int,
         rows: pa.Table | None = None,
         pool: Executor | None = None,
+        slot: torch.Tensor | None = None,
     ) -> Any:
-        out = self._collate(*self._assemble(indices, seed, rows, pool))
+        """One batch, collated (and pinned). ``slot``: memory the tail may
+        write the scaled images into (see Tail)."""
+        out = self._collate(*self._assemble(indices, seed, rows, pool, slot))
         if self._pin and self._worker_reports is None:
             from torch.utils.data._utils.pin_memory import pin_memory
 
@@ -841,6 +862,7 @@ class DataLoader(torch.utils.data.DataLoader):
         seed: int,
         rows: pa.Table | None = None,
         pool: Executor | None = None,
+        slot: torch.Tensor | None = None,
     ) -> tuple[dict[str, Any], pa.Table, list[Any] | None]:
         """One batch before collation: the fields Rust built (``image``,
         ``index``, ``key``, ``target``, labels), its rows, and the tail's
@@ -869,7 +891,7 @@ class DataLoader(torch.utils.data.DataLoader):
         else:
             image = self._layout(pixels, planar=_is_planar(pixels))
         if self._tail is not None:
-            ran = self._tail(image, pool, self.num_threads)
+            ran = self._tail(image, pool, self.num_threads, slot)
             if isinstance(ran, list):
                 per_sample = ran
             else:
@@ -1210,7 +1232,7 @@ class _BatchWorkers(torch.utils.data.Dataset):
 
     def __getitem__(
         self, task: tuple[np.ndarray, int, tuple[int, torch.Tensor] | None]
-    ) -> tuple[Any, list, int | None]:
+    ) -> tuple[Any, list, tuple[int | None, bool]]:
         indices, seed, slot = task
         loader = self.loader
         loader._worker_reports = []
@@ -1218,7 +1240,7 @@ class _BatchWorkers(torch.utils.data.Dataset):
         # torchvision draws from) follows the batch, not the worker: the same
         # batches whatever the number of workers, and after a resume.
         _seed_tail(seed)
-        batch = loader._make_batch(indices, seed)
+        batch = loader._make_batch(indices, seed, slot=None if slot is None else slot[1])
         reports, loader._worker_reports = loader._worker_reports, []
         # The images go back in the slot the main process gave (shared memory
         # mapped already); the rest, torch's result queue moves to shared
@@ -1227,7 +1249,8 @@ class _BatchWorkers(torch.utils.data.Dataset):
         kept = self.slots.fill(slot, images)
         if kept is not images:
             batch = _with_images(batch, kept)
-        return batch, reports, None if slot is None else slot[0]
+        used = slot is not None and torch.is_tensor(kept) and kept.data_ptr() == slot[1].data_ptr()
+        return batch, reports, (None if slot is None else slot[0], used)
 
 
 class _WorkerSetup:

@@ -1,5 +1,6 @@
-"""Shared-memory batch slots, reused from batch to batch, for the tail's
-worker processes.
+"""Shared-memory batch slots, reused from batch to batch, for the images a
+torchvision tail scales (in the tail's worker processes, or on the loader's
+threads, where they spare a fresh 38 MB buffer per batch as well).
 
 torch moves each tensor a worker returns into fresh shared memory: for a
 float batch of 64 images at 224x224 that is 38 MB to allocate, fault in and
@@ -74,20 +75,28 @@ class SlotRing:
         self.slots.append(slot)
         return slot
 
-    def returned(self, key: int | None, images: Any) -> None:
-        """The task of slot ``key`` is back with ``images``: from now on the
-        main process's references to them guard the slot. Were they not
-        received into the slot's own storage (torch mapped it anew), those
-        references could not be counted: the slot is retired."""
+    def returned(self, key: int | None, images: Any, used: bool) -> None:
+        """The task of slot ``key`` is back with ``images``, written into the
+        slot when ``used``: from now on the main process's references to
+        them guard the slot. Were they written there but received elsewhere
+        (torch mapped the slot anew), those references could not be
+        counted: the slot is retired."""
         for slot in self.slots:
             if slot.key == key:
                 slot.busy = False
-                same = torch.is_tensor(images) and (
-                    images.untyped_storage().data_ptr() == slot.storage.data_ptr()
-                )
-                if not same:
+                if used and not self.holds(slot, images):
                     self.slots.remove(slot)
                 return
+
+    def used(self, key: int | None, images: Any) -> bool:
+        """Whether ``images`` lie in slot ``key`` (same process)."""
+        return any(slot.key == key and self.holds(slot, images) for slot in self.slots)
+
+    @staticmethod
+    def holds(slot: Slot, images: Any) -> bool:
+        return torch.is_tensor(images) and (
+            images.untyped_storage().data_ptr() == slot.storage.data_ptr()
+        )
 
     def forget_busy(self) -> None:
         """Drops the slots of tasks never collected (a pass left early): a
@@ -122,8 +131,9 @@ class WorkerSlots:
         self.mapped: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
 
     def fill(self, slot: tuple[int, torch.Tensor] | None, images: Any) -> Any:
-        """``images`` copied into the slot (a view of its first rows), or
-        ``images`` itself when they do not fit it."""
+        """``images`` in the slot (copied there unless written there
+        already): a view of its first rows; or ``images`` itself when they
+        do not fit it."""
         if slot is None:
             return images
         key, tensor = slot
@@ -139,5 +149,6 @@ class WorkerSlots:
         ):
             return images
         view = tensor[: images.shape[0]]
-        view.copy_(images)
+        if images.data_ptr() != view.data_ptr():  # not written there already
+            view.copy_(images)
         return view

@@ -115,11 +115,17 @@ class Tail:
         )
 
     def __call__(
-        self, images: torch.Tensor, pool: Executor | None, num_threads: int | None = None
+        self,
+        images: torch.Tensor,
+        pool: Executor | None,
+        num_threads: int | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor | list[Any]:
         """Runs on a uint8 batch (``[B, 3, H, W]``, or ``[B, H, W, 3]`` when
         :attr:`needs_interleaved`). Returns the batch as one tensor when every
-        sample keeps one shape, else the list of samples."""
+        sample keeps one shape, else the list of samples. ``out``: float32
+        memory (``[B', 3, H, W]``, B' >= B) the scaled batch may be written
+        into, e.g. a shared-memory slot (then the result is a view of it)."""
 
         def each(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
             return list(pool.map(function, items)) if pool else [function(i) for i in items]
@@ -127,13 +133,17 @@ class Tail:
         if self.on_pil:
             from PIL import Image
 
-            def through_pil(pixels: torch.Tensor) -> Any:
+            def on_pil(pixels: torch.Tensor) -> Any:
                 image = Image.fromarray(pixels.numpy(), "RGB")
                 for step in self.on_pil:
                     image = step(image)
-                return self.to_tensor(image)
+                return image
 
-            samples: list[Any] = each(through_pil, list(images.unbind(0)))
+            pictures = each(on_pil, list(images.unbind(0)))
+            scaled = self._scale_pictures(pictures, num_threads, out)
+            if scaled is not None:
+                return self._run_after(scaled, each)
+            samples: list[Any] = each(self.to_tensor, pictures)
             batch = _stack(samples)
             if batch is None:
                 return each(self._rest_one, samples)
@@ -143,6 +153,11 @@ class Tail:
             if batch.dtype != torch.uint8 or batch.dim() != 4 or batch.shape[1] != 3:
                 return each(self._rest_one, list(batch.unbind(0)))
             batch = _normalize(batch, self.stats, self.multiply, num_threads)
+        return self._run_after(batch, each)
+
+    def _run_after(self, batch: torch.Tensor, each: Callable[..., list[Any]]) -> Any:
+        """The steps after the fused scaling, per sample, written back into
+        ``batch`` when they keep its shape."""
         if not self.after:
             return batch
         outputs = each(self._after_one, list(batch.unbind(0)))
@@ -155,6 +170,50 @@ class Tail:
                     batch[i].copy_(out)
             return batch
         return outputs
+
+    def _scale_pictures(
+        self, pictures: list[Any], num_threads: int | None, out: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """``PILToTensor``/``ToImage`` then the fused scaling, in one Rust pass
+        from the PIL images' pixels to float planes (into ``out`` when it
+        fits): no uint8 tensors, no stacking. None when the pictures are not
+        RGB images of one size, or no scaling is fused."""
+        if not self.scale or type(self.to_tensor).__name__ not in ("PILToTensor", "ToImage"):
+            return None
+        first = pictures[0] if pictures else None
+        if first is None or not all(
+            getattr(p, "mode", None) == "RGB" and getattr(p, "size", None) == first.size
+            for p in pictures
+        ):
+            return None
+        arrays = [np.asarray(p) for p in pictures]
+        width, height = first.size
+        if not all(a.dtype == np.uint8 and a.flags.c_contiguous for a in arrays):
+            return None
+        shape = (len(arrays), 3, height, width)
+        if (
+            out is not None
+            and out.dtype == torch.float32
+            and out.dim() == 4
+            and tuple(out.shape[1:]) == shape[1:]
+            and out.shape[0] >= shape[0]
+            and out.is_contiguous()
+        ):
+            target = out[: shape[0]]
+        else:
+            target = torch.empty(shape, dtype=torch.float32)
+        mean, std = self.stats if self.stats is not None else (None, None)
+        _core.normalize_into(
+            [(a.ctypes.data, a.nbytes) for a in arrays],
+            False,
+            target.data_ptr(),
+            target.numel(),
+            mean,
+            std,
+            self.multiply,
+            num_threads,
+        )
+        return target
 
     def _after_one(self, image: Any) -> Any:
         for step in self.after:
