@@ -217,13 +217,20 @@ def build(raw: Path, out: Path, export: Path, rebuild: bool = False) -> dict:
         and previous.get("fingerprint") == fingerprint
     )
     prep_seconds = previous.get("prep_seconds")
+    footprint = previous.get("footprint", {})
     if not reuse:
-        result = prep(_source_batches(raw, files), out, overwrite=True, **PREP_OPTIONS)
+        with _Footprint(out / "_staging") as watch:
+            result = prep(_source_batches(raw, files), out, overwrite=True, **PREP_OPTIONS)
         totals = result.manifest["totals"]
         if totals["written"] != len(files):
             raise SystemExit(f"prep wrote {totals['written']} of {len(files)} records: {totals}")
         prep_seconds = result.manifest.get("seconds")
-        record.write_text(json.dumps({"fingerprint": fingerprint, "prep_seconds": prep_seconds}))
+        footprint = watch.summary(len(files))
+        record.write_text(
+            json.dumps(
+                {"fingerprint": fingerprint, "prep_seconds": prep_seconds, "footprint": footprint}
+            )
+        )
 
     records = store_records(out)
     keys = sorted(key for key, _ in records)
@@ -250,7 +257,67 @@ def build(raw: Path, out: Path, export: Path, rebuild: bool = False) -> dict:
         "stored_bytes_per_record": round(stored_bytes / len(records)),
         "shard_bytes": shard_bytes,
         "shard_bytes_per_record": round(shard_bytes / len(records)),
+        # Peak staging on disk (``_staging``, sampled every 10 ms) and peak
+        # RSS of this build process while prep ran (issue 12: staging holds
+        # what will be written, <= 1.2x the written bytes).
+        **footprint,
+        "peak_staging_vs_shards": (
+            round(footprint["peak_staging_bytes"] / shard_bytes, 3)
+            if footprint.get("peak_staging_bytes") is not None and shard_bytes
+            else None
+        ),
     }
+
+
+class _Footprint:
+    """Samples a folder's total size on a thread while a block runs; the
+    process's peak RSS comes from ``getrusage`` after it."""
+
+    def __init__(self, folder: Path) -> None:
+        import threading
+
+        self.folder = folder
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _size(self) -> int:
+        import os
+
+        total = 0
+        try:
+            for root, _, names in os.walk(self.folder):
+                for name in names:
+                    try:
+                        total += os.stat(os.path.join(root, name)).st_size
+                    except FileNotFoundError:
+                        pass
+        except FileNotFoundError:
+            pass
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._size())
+
+    def __enter__(self) -> _Footprint:  # noqa: PYI034
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self, records: int) -> dict:
+        import resource
+
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {
+            "peak_staging_bytes": self.peak,
+            "peak_staging_bytes_per_record": round(self.peak / records),
+            "peak_rss_mb": round(rss_mb, 1),
+            "peak_rss_kb_per_record": round(rss_mb * 1024 / records, 1),
+        }
 
 
 # -- driver (any Python: the contenders run in their venvs) ---------------------------
@@ -325,7 +392,17 @@ def size_line(info: dict) -> str:
         f"source JPEGs ({info['source_bytes'] / 1e6:.2f} MB); "
         f"{info['stored_bytes_per_record'] / 1e3:.1f} KB per record "
         f"(Parquet shards {info['shard_bytes_per_record'] / 1e3:.1f} KB per record; source "
-        f"{info['source_bytes'] / info['records'] / 1e3:.1f} KB)."
+        f"{info['source_bytes'] / info['records'] / 1e3:.1f} KB)." + _footprint_line(info)
+    )
+
+
+def _footprint_line(info: dict) -> str:
+    if info.get("peak_staging_bytes") is None:
+        return " Staging footprint: not measured (store reused from before; --rebuild)."
+    return (
+        f" While prep ran: peak staging {info['peak_staging_bytes_per_record'] / 1e3:.1f} KB "
+        f"per record ({info['peak_staging_vs_shards']:.2f}x the written shards), peak RSS "
+        f"{info['peak_rss_mb']:.0f} MB ({info['peak_rss_kb_per_record']:.0f} KB per record)."
     )
 
 
