@@ -384,3 +384,29 @@ def test_lightning_reinstantiates_it_with_a_distributed_sampler(folder):
     targets = [t for _, y in rebuilt for t in y.tolist()]
     assert targets == [dataset.targets[i] for i in sampler]
     assert len(rebuilt) == len(TorchDataLoader(dataset, batch_size=4, sampler=sampler))
+
+
+def test_reduced_decode_switch_gives_pils_full_decode(tmp_path):
+    """By default a JPEG much larger than the output is decoded at a reduced
+    scale in the DCT domain; ``reduced_decode=False`` decodes every pixel as
+    PIL does, and the eval pixels then match torch's loader within 1/255."""
+    root = tmp_path / "large"
+    (root / "a").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    y, x = np.mgrid[0:300, 0:400]
+    for i in range(3):
+        smooth = np.stack([(x + 40 * i) % 256, (y * 2) % 256, (x + y) % 256], -1)
+        noisy = smooth + rng.integers(-30, 30, smooth.shape)
+        Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(
+            root / "a" / f"{i}.jpg", quality=90
+        )
+    eval_tf = T.Compose([T.Resize(64), T.CenterCrop(64), T.PILToTensor()])
+    dataset = torchvision.datasets.ImageFolder(str(root), transform=eval_tf)
+    theirs, _ = next(iter(TorchDataLoader(dataset, batch_size=3)))
+    full = DataLoader(dataset, batch_size=3, reduced_decode=False)
+    assert full.recipe.reduced_decode is False
+    exact, _ = next(iter(full))
+    reduced, _ = next(iter(DataLoader(dataset, batch_size=3)))
+    assert (exact.int() - theirs.int()).abs().max() <= 1
+    assert not torch.equal(reduced, exact), "the default took the reduced decode"
+    assert (reduced.float() - theirs.float()).abs().mean() < 4

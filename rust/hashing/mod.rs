@@ -3,6 +3,7 @@
 
 mod exact;
 mod pdq;
+mod pdq_avx2;
 mod perceptual;
 mod pillow;
 #[cfg(test)]

@@ -200,16 +200,19 @@ fn jarosz(
 /// each step optionally adds the next input, optionally subtracts the oldest,
 /// and (except in phase 1) writes one output.
 #[derive(Clone, Copy)]
-struct BoxPlan {
-    window: usize,
-    len: usize,
+pub(super) struct BoxPlan {
+    pub(super) window: usize,
+    pub(super) len: usize,
 }
 
 impl BoxPlan {
     /// Calls `step(add, sub, write, count)` for each position, in order: `add`
     /// and `sub` are input indices along the axis, `write` the output index.
     #[inline(always)]
-    fn run(self, mut step: impl FnMut(Option<usize>, Option<usize>, Option<usize>, i32)) {
+    pub(super) fn run(
+        self,
+        mut step: impl FnMut(Option<usize>, Option<usize>, Option<usize>, i32),
+    ) {
         let half = (self.window + 2) / 2;
         let (mut li, mut ri, mut oi, mut current) = (0usize, 0usize, 0usize, 0i32);
         for _ in 0..half - 1 {
@@ -386,7 +389,7 @@ fn jarosz_decimate(
         // SAFETY: AVX2 is present.
         return unsafe { jarosz_decimate_avx2(luma, scratch, rows, cols) };
     }
-    jarosz_decimate_plain(luma, scratch, rows, cols)
+    jarosz_decimate_plain(luma, scratch, rows, cols, false)
 }
 
 /// The same code compiled for AVX2: the eight-lane running sums become one
@@ -399,15 +402,18 @@ unsafe fn jarosz_decimate_avx2(
     rows: usize,
     cols: usize,
 ) -> [[f32; 64]; 64] {
-    jarosz_decimate_plain(luma, scratch, rows, cols)
+    jarosz_decimate_plain(luma, scratch, rows, cols, true)
 }
 
+/// `avx2`: the row passes use [`super::pdq_avx2::box_rows_avx2`] (only set from
+/// [`jarosz_decimate_avx2`]).
 #[inline(always)]
 fn jarosz_decimate_plain(
     luma: &mut [f32],
     scratch: &mut Vec<f32>,
     rows: usize,
     cols: usize,
+    avx2: bool,
 ) -> [[f32; 64]; 64] {
     let (wr, wc) = (window_size(cols, 64), window_size(rows, 64));
     let sample_rows: Vec<usize> = (0..64)
@@ -424,11 +430,30 @@ fn jarosz_decimate_plain(
     // Every element is written by the first pass before it is read.
     scratch.resize(luma.len(), 0.0);
     let scratch = &mut scratch[..luma.len()];
-    box_rows(luma, scratch, rows, cols, wr, None);
-    box_cols(scratch, luma, rows, cols, wc, &all_cols, None);
-    box_rows(luma, scratch, rows, cols, wr, Some(&keep_cols));
     let mut distinct_cols = sample_cols.clone();
     distinct_cols.dedup();
+    let row_pass = |input: &[f32], output: &mut [f32], keep: Option<(&[bool], &[usize])>| {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: `avx2` is only set when AVX2 is present.
+            return unsafe {
+                super::pdq_avx2::box_rows_avx2(input, output, rows, cols, wr, keep.map(|k| k.1))
+            };
+        }
+        let _ = avx2;
+        box_rows(input, output, rows, cols, wr, keep.map(|k| k.0))
+    };
+    row_pass(luma, scratch, None);
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: `avx2` is only set when AVX2 is present.
+        unsafe { super::pdq_avx2::box_cols_avx2(scratch, luma, rows, cols, wc) };
+    } else {
+        box_cols(scratch, luma, rows, cols, wc, &all_cols, None);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    box_cols(scratch, luma, rows, cols, wc, &all_cols, None);
+    row_pass(luma, scratch, Some((&keep_cols, &distinct_cols)));
     box_cols(
         scratch,
         luma,
@@ -478,31 +503,47 @@ fn quality(b: &[[f32; 64]; 64]) -> u8 {
     (gradient_sum / 90).min(100) as u8
 }
 
-// Index loops on purpose: the summation order must be the reference's.
-#[allow(clippy::needless_range_loop)]
+/// `D A D^T` with `D` the 16x64 DCT matrix. Each output is the reference's
+/// sum over `k` in ascending order, one product added at a time; the loops
+/// run `k` outside and the output index inside, so each step is one vector
+/// operation over a row of outputs (the same IEEE operations per output).
 fn dct_64_to_16(a: &[[f32; 64]; 64]) -> [[f32; 16]; 16] {
     let d = dct_matrix();
     let mut t = [[0f32; 64]; 16];
-    for i in 0..16 {
-        for j in 0..64 {
-            let mut sum = 0f32;
-            for k in 0..64 {
-                sum += d[i * 64 + k] * a[k][j];
+    for (i, row) in t.iter_mut().enumerate() {
+        for (k, a_row) in a.iter().enumerate() {
+            let dk = d[i * 64 + k];
+            for (sum, &x) in row.iter_mut().zip(a_row) {
+                *sum += dk * x;
             }
-            t[i][j] = sum;
         }
     }
+    let dt = dct_matrix_transposed();
     let mut b = [[0f32; 16]; 16];
-    for i in 0..16 {
-        for j in 0..16 {
-            let mut sum = 0f32;
-            for k in 0..64 {
-                sum += t[i][k] * d[j * 64 + k];
+    for (row, t_row) in b.iter_mut().zip(&t) {
+        for (k, dt_row) in dt.iter().enumerate() {
+            let tk = t_row[k];
+            for (sum, &x) in row.iter_mut().zip(dt_row) {
+                *sum += tk * x;
             }
-            b[i][j] = sum;
         }
     }
     b
+}
+
+/// The DCT matrix transposed: `[k][j] = D[j][k]`.
+fn dct_matrix_transposed() -> &'static [[f32; 16]; 64] {
+    static MATRIX: OnceLock<[[f32; 16]; 64]> = OnceLock::new();
+    MATRIX.get_or_init(|| {
+        let d = dct_matrix();
+        let mut m = [[0f32; 16]; 64];
+        for (k, row) in m.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = d[j * 64 + k];
+            }
+        }
+        m
+    })
 }
 
 fn bits(dct: &[[f32; 16]; 16]) -> Pdq256 {
@@ -653,6 +694,9 @@ mod tests {
             let expected = decimate(&plain, rows, cols);
             let mut fast = luma.clone();
             let got = jarosz_decimate(&mut fast, &mut Vec::new(), rows, cols);
+            // The portable path too (the dispatch above takes AVX2 when present).
+            let mut portable = luma.clone();
+            let plain = jarosz_decimate_plain(&mut portable, &mut Vec::new(), rows, cols, false);
             for i in 0..64 {
                 for j in 0..64 {
                     assert_eq!(
@@ -660,6 +704,7 @@ mod tests {
                         expected[i][j].to_bits(),
                         "{rows}x{cols} at {i},{j}"
                     );
+                    assert_eq!(plain[i][j].to_bits(), expected[i][j].to_bits());
                 }
             }
         }

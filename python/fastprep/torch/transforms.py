@@ -49,6 +49,10 @@ class Recipe:
     #: Keep transparent pixels' stored colour, as PIL's ``convert("RGB")``
     #: does (``background`` then only pads letterboxes).
     drop_alpha: bool = False
+    #: JPEGs decoded at 1/2, 1/4 or 1/8 scale (DCT domain, fast IDCT) when
+    #: the crop stays at least the output size; ``False``: every pixel
+    #: decoded with the accurate IDCT, as PIL does.
+    reduced_decode: bool = True
 
     def decode_options(self, seed: int = 0) -> DecodeOptions:
         """The decode this recipe runs, every other option at its default."""
@@ -64,6 +68,7 @@ class Recipe:
             apply_orientation=self.apply_orientation,
             background=self.background,
             drop_alpha=self.drop_alpha,
+            reduced_decode=self.reduced_decode,
         )
 
     def normalized(self, mean: tuple[float, ...], std: tuple[float, ...]) -> Recipe:
