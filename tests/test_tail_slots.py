@@ -117,3 +117,16 @@ def test_a_dropped_loader_stops_its_persistent_workers_cleanly(folder):  # noqa:
     for worker in workers:
         worker.join(timeout=30)
         assert worker.exitcode == 0, "terminated, not stopped"
+
+
+def test_threads_take_no_slot_when_the_tail_cannot_write_into_one(folder):  # noqa: F811
+    """Without PIL steps the scaling runs on the decoded tensors and the
+    tail's outputs are its own: no shared memory is set aside for them."""
+    import torchvision.transforms as T
+
+    transform = T.Compose([T.RandomResizedCrop(24), T.ToTensor(), T.RandomErasing(p=1.0)])
+    loader = DataLoader(dataset(folder, transform), batch_size=4, num_workers=1, seed=5)
+    assert loader._tail is not None and not loader._tail.writes_into_memory_given
+    for _ in range(2):
+        assert sum(len(y) for _, y in loader) == 18
+    assert loader._slots.slots == []

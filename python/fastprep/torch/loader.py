@@ -645,8 +645,9 @@ class DataLoader(torch.utils.data.DataLoader):
             try:
                 for b, indices, rows in plan:
                     seed = batch_seed(self.seed, epoch, self.rank, b)
-                    with slots_lock:
-                        slot = self._slots.take() if self._tail is not None else None
+                    with slots_lock:  # only when the tail writes the batch itself
+                        fills = self._tail is not None and self._tail.writes_into_memory_given
+                        slot = self._slots.take() if fills else None
                     tensor = None if slot is None else slot.tensor
                     future = builders.submit(self._make_batch, indices, seed, rows, pool, tensor)
                     pending.append((future, None if slot is None else slot.key))

@@ -60,6 +60,11 @@ def _stats(step: Any) -> tuple[list[float], list[float]] | None:
     return (mean, std) if len(mean) == len(std) == 3 else None
 
 
+#: Conversions whose output, scaled, :meth:`Tail._scale_pictures` writes
+#: itself (as float planes).
+_WRITES_PLANES = ("PILToTensor", "ToImage")
+
+
 class Tail:
     """How the steps after the fused head run (see the module docstring)."""
 
@@ -102,6 +107,13 @@ class Tail:
     def runs_python(self) -> bool:
         """Some step runs as Python code per sample (not only fused in Rust)."""
         return bool(self.on_pil or self.after)
+
+    @property
+    def writes_into_memory_given(self) -> bool:
+        """The scaled batch is written into the ``out`` memory given to
+        :meth:`__call__` (PIL steps, then the conversion and fused scaling:
+        see :meth:`_scale_pictures`); otherwise ``out`` goes unused."""
+        return bool(self.on_pil) and self.scale and type(self.to_tensor).__name__ in _WRITES_PLANES
 
     @property
     def needs_interleaved(self) -> bool:
@@ -178,7 +190,7 @@ class Tail:
         from the PIL images' pixels to float planes (into ``out`` when it
         fits): no uint8 tensors, no stacking. None when the pictures are not
         RGB images of one size, or no scaling is fused."""
-        if not self.scale or type(self.to_tensor).__name__ not in ("PILToTensor", "ToImage"):
+        if not self.writes_into_memory_given:
             return None
         first = pictures[0] if pictures else None
         if first is None or not all(
