@@ -256,16 +256,7 @@ fn normalize_pixels<'py>(
             &gathered
         }
     };
-    let layout = if channels_first {
-        Layout::Planes
-    } else {
-        Layout::Interleaved
-    };
-    let scale = if multiply {
-        Scale::Multiply
-    } else {
-        Scale::Divide
-    };
+    let (layout, scale) = layout_and_scale(channels_first, multiply);
     let values = py.detach(|| {
         run_in_pool(num_threads, || {
             normalize_frames(bytes, frame, layout, scale, stats)
@@ -276,6 +267,22 @@ fn normalize_pixels<'py>(
     let array = FixedSizeListArray::new(item, frame as i32, std::sync::Arc::new(values), None);
     let exported = PyArray::from_array_ref(std::sync::Arc::new(array)).into_pyobject(py)?;
     py.import("pyarrow")?.getattr("array")?.call1((exported,))
+}
+
+/// The normaliser's input layout and uint8-to-float rule from the flags the
+/// Python side passes.
+fn layout_and_scale(channels_first: bool, multiply: bool) -> (Layout, Scale) {
+    let layout = if channels_first {
+        Layout::Planes
+    } else {
+        Layout::Interleaved
+    };
+    let scale = if multiply {
+        Scale::Multiply
+    } else {
+        Scale::Divide
+    };
+    (layout, scale)
 }
 
 /// uint8 RGB frames at raw addresses (``(address, length)``, equal lengths)
@@ -314,16 +321,7 @@ fn normalize_into(
             "sources must be RGB frames of one length filling the output exactly",
         ));
     }
-    let layout = if channels_first {
-        Layout::Planes
-    } else {
-        Layout::Interleaved
-    };
-    let scale = if multiply {
-        Scale::Multiply
-    } else {
-        Scale::Divide
-    };
+    let (layout, scale) = layout_and_scale(channels_first, multiply);
     // SAFETY: the caller guarantees these regions are live, of these
     // lengths, and not otherwise accessed during the call.
     let frames: Vec<&[u8]> = sources
