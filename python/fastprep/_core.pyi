@@ -27,6 +27,7 @@ __all__ = [
     "extract_hashtags",
     "near_duplicate_pairs",
     "normalize_hashtag",
+    "normalize_into",
     "normalize_pixels",
     "probe_masks",
     "query_pairs",
