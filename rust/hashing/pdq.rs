@@ -108,7 +108,8 @@ fn luma_into(rgb: &[u8], luma: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn luma_into_avx2(rgb: &[u8], luma: &mut [f32]) {
-    luma_into_plain(rgb, luma)
+    let done = super::pdq_avx2::luma_avx2(rgb, luma);
+    luma_into_plain(&rgb[3 * done..], &mut luma[done..])
 }
 
 #[inline(always)]
@@ -708,6 +709,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn vector_luma_is_the_scalar_luma_bit_for_bit() {
+        for n in [0usize, 1, 4, 5, 6, 7, 8, 13, 1000, 187_500] {
+            let rgb: Vec<u8> = (0..3 * n).map(|i| (i * 7919 % 256) as u8).collect();
+            let mut want = vec![0f32; n];
+            luma_into_plain(&rgb, &mut want);
+            let mut got = vec![f32::NAN; n];
+            luma_into(&rgb, &mut got);
+            assert!(
+                want.iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{n} pixels"
+            );
+        }
+        // every byte value in every channel
+        let rgb: Vec<u8> = (0..=255u8).flat_map(|v| [v, 255 - v, v / 2]).collect();
+        let mut want = vec![0f32; 256];
+        luma_into_plain(&rgb, &mut want);
+        let mut got = vec![0f32; 256];
+        luma_into(&rgb, &mut got);
+        assert_eq!(want, got);
     }
 
     #[test]

@@ -100,6 +100,68 @@ pub(super) unsafe fn box_rows_avx2(
     }
 }
 
+/// Float luma of the leading pixels of `rgb` into `luma`, four pixels per
+/// vector: each channel's bytes are spread to 32-bit lanes by one shuffle,
+/// widened to double precision, and weighted and summed in the reference's
+/// order (`r * 0.299 + g * 0.587`, then `+ b * 0.114`, then rounded to
+/// single), so each value is the scalar one's bits. Returns how many pixels
+/// it did (the rest: a few at the end, where a 16-byte load would read past
+/// the buffer).
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn luma_avx2(rgb: &[u8], luma: &mut [f32]) -> usize {
+    let pixels = luma.len().min(rgb.len() / 3);
+    // Groups of four pixels whose 16-byte load stays inside `rgb`.
+    let groups = if rgb.len() >= 16 {
+        ((rgb.len() - 16) / 12 + 1).min(pixels / 4)
+    } else {
+        0
+    };
+    let spread = |c: i8| {
+        _mm_setr_epi8(
+            c,
+            -1,
+            -1,
+            -1,
+            c + 3,
+            -1,
+            -1,
+            -1,
+            c + 6,
+            -1,
+            -1,
+            -1,
+            c + 9,
+            -1,
+            -1,
+            -1,
+        )
+    };
+    let (red, green, blue) = (spread(0), spread(1), spread(2));
+    let (wr, wg, wb) = (
+        _mm256_set1_pd(0.299),
+        _mm256_set1_pd(0.587),
+        _mm256_set1_pd(0.114),
+    );
+    let source = rgb.as_ptr();
+    let target = luma.as_mut_ptr();
+    for group in 0..groups {
+        // SAFETY: 12 * group + 16 <= rgb.len() and 4 * group + 4 <= luma.len().
+        let bytes = _mm_loadu_si128(source.add(12 * group).cast());
+        let r = _mm256_cvtepi32_pd(_mm_shuffle_epi8(bytes, red));
+        let g = _mm256_cvtepi32_pd(_mm_shuffle_epi8(bytes, green));
+        let b = _mm256_cvtepi32_pd(_mm_shuffle_epi8(bytes, blue));
+        let sum = _mm256_add_pd(
+            _mm256_add_pd(_mm256_mul_pd(r, wr), _mm256_mul_pd(g, wg)),
+            _mm256_mul_pd(b, wb),
+        );
+        _mm_storeu_ps(target.add(4 * group), _mm256_cvtpd_ps(sum));
+    }
+    4 * groups
+}
+
 /// Box filter down every column of `input` (`rows` x `cols`, row-major) into
 /// `output`: each step adds one input row to the running sums, subtracts
 /// another and divides, eight columns per vector operation.
