@@ -681,7 +681,9 @@ class DataLoader(torch.utils.data.DataLoader):
                 batch, key = item
                 images = _images_of(batch)
                 with slots_lock:
-                    self._slots.returned(key, images, self._slots.used(key, images))
+                    # Same process: whether the images are in the slot or not,
+                    # their own references guard it (nothing is mapped anew).
+                    self._slots.returned(key, images, used=False)
                     self._slots.learn(images)
                 del images
                 yield batch

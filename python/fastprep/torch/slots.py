@@ -88,10 +88,6 @@ class SlotRing:
                     self.slots.remove(slot)
                 return
 
-    def used(self, key: int | None, images: Any) -> bool:
-        """Whether ``images`` lie in slot ``key`` (same process)."""
-        return any(slot.key == key and self.holds(slot, images) for slot in self.slots)
-
     @staticmethod
     def holds(slot: Slot, images: Any) -> bool:
         return torch.is_tensor(images) and (
