@@ -87,10 +87,23 @@ def test_core(benchmark, source):
     benchmark.extra_info["records_per_s"] = round(len(images) / benchmark.stats.stats.median, 1)
 
 
-@pytest.mark.parametrize(
-    "image_format,sink", [("tensor", "parquet"), ("tensor", "arrow"), ("jpeg", "parquet")]
-)
-def test_prep(benchmark, source, tmp_path, image_format, sink):
+FORMATS = [("tensor", "parquet"), ("tensor", "arrow"), ("jpeg", "parquet")]
+
+
+@pytest.fixture(scope="module")
+def vocabulary(source, tmp_path_factory) -> str:
+    from fastprep.hashtags import HashtagCounts, build_vocabulary, save_vocabulary
+
+    counts = HashtagCounts()
+    counts.update(pq.read_table(source, columns=["caption"]).column("caption"))
+    path = tmp_path_factory.mktemp("vocab") / "vocab.json"
+    save_vocabulary(build_vocabulary(counts), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("single_pass", [False, True], ids=["two-pass", "single-pass"])
+@pytest.mark.parametrize("image_format,sink", FORMATS)
+def test_prep(benchmark, source, vocabulary, tmp_path, image_format, sink, single_pass):
     records = pq.read_metadata(source).num_rows
     threads = fastprep.default_num_threads()
     out = tmp_path / "out"
@@ -106,6 +119,7 @@ def test_prep(benchmark, source, tmp_path, image_format, sink):
             records_per_shard=1000,
             image_format=image_format,
             sink=sink,
+            **({"vocabulary": vocabulary, "single_pass": True} if single_pass else {}),
         )
         # The re-encodings are near-duplicates, so dedup drops most of them
         # after they were decoded and hashed: the per-record work is all done.
@@ -114,6 +128,10 @@ def test_prep(benchmark, source, tmp_path, image_format, sink):
     benchmark.group = "prep vs image core (records/s)"
     benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(
-        {"records": records, "threads": threads, "stage": f"prep {image_format} {sink}"}
+        {
+            "records": records,
+            "threads": threads,
+            "stage": f"prep {image_format} {sink}" + (" single-pass" if single_pass else ""),
+        }
     )
     benchmark.extra_info["records_per_s"] = round(records / benchmark.stats.stats.median, 1)

@@ -131,6 +131,24 @@ def test_every_engine_writes_the_same_outputs(engine, sink, reference, tmp_path)
     assert not (out / "_staging").exists()
 
 
+def test_every_engine_runs_the_single_pass(engine, reference, tmp_path):
+    """A single pass with the reference run's vocabulary, on every engine:
+    parts processed where the engine runs them, decided and written by the
+    driver. On this corpus the first copies are the keepers, so the output
+    is the two-pass reference's, shard for shard."""
+    out = tmp_path / "out"
+    vocab = str(reference["parquet"] / "vocab.json")
+    result = prep(str(CORPUS), out, settings(vocabulary=vocab, single_pass=True), engine=engine)
+    ma = json.loads((reference["parquet"] / "manifest.json").read_text())
+    assert result.manifest["totals"] == ma["totals"]
+    assert result.manifest["outputs"] == ma["outputs"]
+    for name in ("dropped.parquet", "eval_leaks.parquet", "hashtag_counts.parquet",
+                 *(s["file"] for s in ma["outputs"])):  # fmt: skip
+        assert pq.read_table(out / name).equals(pq.read_table(reference["parquet"] / name)), name
+    assert result.manifest["engine"]["name"] == engine.name
+    assert not (out / "_staging").exists()
+
+
 def test_unlabelled_first_copies_keep_a_labelled_copy(engine, tmp_path):
     """The keeper rule (labelled first, then largest, then earliest) on every engine."""
     import shutil

@@ -12,6 +12,7 @@ __all__ = [
     "FILTERS",
     "HASHES",
     "MODES",
+    "GrowingIndex",
     "HashtagCounts",
     "HashtagNormalizer",
     "PairCounts",
@@ -151,6 +152,15 @@ class HashtagCounts:
     def invalid_utf8(self) -> int: ...
     @property
     def total_occurrences(self) -> int: ...
+
+@final
+class GrowingIndex:
+    def __new__(cls, bytes_per_hash: int = 32) -> Self: ...
+    def __len__(self) -> int: ...
+    def add(self, hashes: pa.ChunkedArray) -> None: ...
+    def query(
+        self, queries: pa.ChunkedArray, radius: int, num_threads: int | None = None
+    ) -> pa.RecordBatch: ...
 
 @final
 class PairCounts:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from fastprep import _core
 
-__all__ = ["deduplicate", "find_near_duplicates", "leak_report", "match_hashes"]
+__all__ = ["GrowingIndex", "deduplicate", "find_near_duplicates", "leak_report", "match_hashes"]
 
 
 def _hash_column(hashes: Any) -> tuple[pa.ChunkedArray, np.ndarray]:
@@ -84,6 +84,37 @@ def match_hashes(
     r, ri = _hash_column(reference)
     batch = _core.query_pairs(q, r, int(radius), num_threads)
     return _pairs_table(batch, "query", "reference", (qi, ri))
+
+
+class GrowingIndex:
+    """Hashes indexed batch after batch: :meth:`add` gives them the next ids
+    (0, 1, ... in the order added) and :meth:`match` finds, for each query,
+    every added hash within a radius, without re-indexing what was added
+    before (single-pass dedup asks each batch about every earlier keeper).
+    Exact: the same pairs as :func:`match_hashes` against all added hashes.
+    """
+
+    def __init__(self, bytes_per_hash: int = 32) -> None:
+        self._index = _core.GrowingIndex(bytes_per_hash)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, hashes: Any) -> None:
+        """Adds hashes (fixed-size binary, hex or bytes; none null: each
+        takes the next id)."""
+        column, _ = _hash_column(hashes)
+        if len(column) != len(hashes):
+            raise ValueError("null hashes cannot be added: every added hash takes an id")
+        self._index.add(column)
+
+    def match(self, queries: Any, radius: int, *, num_threads: int | None = None) -> pa.Table:
+        """Every ``(query, reference)`` pair within ``radius`` bits:
+        ``query`` (index into ``queries``; null queries never match),
+        ``reference`` (the added hash's id), ``distance``; sorted."""
+        column, index = _hash_column(queries)
+        batch = self._index.query(column, int(radius), num_threads)
+        return _pairs_table(batch, "query", "reference", (index, np.arange(len(self))))
 
 
 def deduplicate(

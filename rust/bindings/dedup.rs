@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3_arrow::{PyChunkedArray, PyRecordBatch};
 
-use crate::dedup::{clusters, keepers, search_pairs, search_query, HashSet, Pair};
+use crate::dedup::{clusters, keepers, search_pairs, search_query, GrowingIndex, HashSet, Pair};
 use crate::pool::run_in_pool;
 
 /// Hashes from an Arrow column without nulls: fixed_size_binary (8, 16, 24
@@ -165,7 +165,63 @@ fn resolve_clusters<'py>(
     PyRecordBatch::new(batch).into_pyarrow(py)
 }
 
+/// A hash index that grows batch by batch (single-pass dedup): `add` gives
+/// hashes the next ids; `query` finds every added hash within a radius.
+#[pyclass(name = "GrowingIndex", module = "fastprep._core")]
+struct PyGrowingIndex {
+    index: GrowingIndex,
+}
+
+#[pymethods]
+impl PyGrowingIndex {
+    #[new]
+    #[pyo3(signature = (bytes_per_hash=32))]
+    fn new(bytes_per_hash: usize) -> PyResult<Self> {
+        if bytes_per_hash == 0 || bytes_per_hash % 8 != 0 {
+            return Err(PyValueError::new_err(
+                "bytes_per_hash must be a positive multiple of 8",
+            ));
+        }
+        Ok(PyGrowingIndex {
+            index: GrowingIndex::new(bytes_per_hash / 8)?,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.index.len()
+    }
+
+    fn add(&mut self, py: Python<'_>, hashes: PyChunkedArray) -> PyResult<()> {
+        let set = hash_set(&hashes)?;
+        if set.is_empty() {
+            return Ok(()); // an empty column has no width to check
+        }
+        let index = &mut self.index;
+        py.detach(|| index.add(&set))?;
+        Ok(())
+    }
+
+    #[pyo3(signature = (queries, radius, num_threads=None))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        queries: PyChunkedArray,
+        radius: u32,
+        num_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let set = hash_set(&queries)?;
+        let index = &self.index;
+        let pairs = if set.is_empty() {
+            Vec::new()
+        } else {
+            py.detach(|| run_in_pool(num_threads, || index.query(&set, radius)))?
+        };
+        PyRecordBatch::new(pairs_batch(pairs, ("query", "reference"))?).into_pyarrow(py)
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyGrowingIndex>()?;
     m.add_function(wrap_pyfunction!(near_duplicate_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(query_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_clusters, m)?)?;

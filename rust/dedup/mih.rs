@@ -13,6 +13,13 @@ use super::pair::Pair;
 use super::pigeonhole::SlotPlan;
 use crate::error::CoreError;
 
+/// Ids grouped by 16-bit slot value, one table per slot: what a search
+/// probes, whether built once ([`Index`]) or grown ([`super::growing`]).
+pub(super) trait Buckets: Sync {
+    fn slots(&self) -> usize;
+    fn bucket(&self, slot: usize, value: u16) -> &[u32];
+}
+
 /// One table per 16-bit slot: ids grouped by slot value (CSR layout).
 struct Index {
     slots: usize,
@@ -50,6 +57,12 @@ impl Index {
             ids,
         }
     }
+}
+
+impl Buckets for Index {
+    fn slots(&self) -> usize {
+        self.slots
+    }
 
     #[inline]
     fn bucket(&self, slot: usize, value: u16) -> &[u32] {
@@ -59,7 +72,7 @@ impl Index {
 }
 
 /// The 16-bit probe masks of `plan`.
-fn masks16(plan: &SlotPlan) -> Vec<u16> {
+pub(super) fn masks16(plan: &SlotPlan) -> Vec<u16> {
     // 16-bit slots never exceed the mask limit (2^16 masks at most); all
     // masks would still be a correct, if slower, probe set.
     plan.masks()
@@ -68,20 +81,20 @@ fn masks16(plan: &SlotPlan) -> Vec<u16> {
 }
 
 /// Whether multi-index probing beats brute force for these sizes.
-fn probing_pays(queries: usize, reference: usize, slots: usize, masks: usize) -> bool {
+pub(super) fn probing_pays(queries: usize, reference: usize, slots: usize, masks: usize) -> bool {
     let per_query = slots as f64 * masks as f64 * (1.0 + reference as f64 / 65_536.0);
     per_query * 4.0 < reference as f64 && queries.saturating_mul(reference) > 1_000_000
 }
 
-struct Search<'a> {
-    index: &'a Index,
+struct Search<'a, B: Buckets> {
+    index: &'a B,
     reference: &'a HashSet,
     masks: &'a [u16],
     plan: SlotPlan,
     radius: u32,
 }
 
-impl Search<'_> {
+impl<B: Buckets> Search<'_, B> {
     #[inline(always)]
     fn query_body(
         &self,
@@ -91,7 +104,7 @@ impl Search<'_> {
         out: &mut Vec<Pair>,
     ) {
         let qh = query.get(q);
-        for s in 0..self.index.slots {
+        for s in 0..self.index.slots() {
             let v = query.slot(q, s);
             for &mask in self.masks {
                 for &j in self.index.bucket(s, v ^ mask) {
@@ -140,7 +153,7 @@ impl Search<'_> {
     }
 }
 
-fn check_widths(a: &HashSet, b: &HashSet) -> Result<(), CoreError> {
+pub(super) fn check_widths(a: &HashSet, b: &HashSet) -> Result<(), CoreError> {
     if a.words != b.words {
         return Err(CoreError::InvalidArgument(format!(
             "hash widths differ: {} and {} bits",
@@ -191,8 +204,21 @@ pub fn search_query(
         return Ok(brute_query(queries, reference, radius));
     }
     let index = Index::build(reference);
+    Ok(probe_queries(&index, queries, reference, radius))
+}
+
+/// Every (query, reference) pair within `radius`, sorted, by probing the
+/// reference's slot tables `index`.
+pub(super) fn probe_queries<B: Buckets>(
+    index: &B,
+    queries: &HashSet,
+    reference: &HashSet,
+    radius: u32,
+) -> Vec<Pair> {
+    let plan = SlotPlan::sixteen(reference.words, radius);
+    let masks = masks16(&plan);
     let search = Search {
-        index: &index,
+        index,
         reference,
         masks: &masks,
         plan,
@@ -207,7 +233,7 @@ pub fn search_query(
         .flatten()
         .collect();
     pairs.par_sort_unstable();
-    Ok(pairs)
+    pairs
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod brute;
 mod clusters;
+mod growing;
 mod hashes;
 mod mih;
 mod pair;
@@ -10,6 +11,7 @@ pub mod sharded;
 
 pub use brute::{brute_pairs, brute_query};
 pub use clusters::{clusters, keepers, Clusters};
+pub use growing::GrowingIndex;
 pub use hashes::HashSet;
 pub use mih::{search_pairs, search_query};
 pub use pair::Pair;

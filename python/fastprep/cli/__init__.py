@@ -162,6 +162,13 @@ _PREP_OPTIONS = [
            help="Images a tag needs to enter the vocabulary."),
     option("--keep-unlabeled", group=VOCAB, is_flag=True,
            help="Write records without any vocabulary label too (dropped as no_label by default)."),
+    option("--vocabulary", group=VOCAB, type=click.Path(exists=True, dir_okay=False),
+           default=None, show_default="built from the corpus",
+           help="Label with this vocab.json (from fastprep vocab or an earlier run) instead of "
+           "building one."),
+    option("--single-pass", group=VOCAB, is_flag=True,
+           help="With --vocabulary: read, decide and write each batch as it comes (nothing "
+           "staged; the first copy of duplicates is kept; no --resume)."),
     *privacy_cli.PREP_OPTIONS,
     option("--engine", group=ENGINE, type=click.Choice(["local", "ray", "spark"]),
            default="local", help="Where the job runs."),
@@ -226,6 +233,14 @@ def _refuse_inapplicable(ctx: click.Context, p: dict[str, Any], source: str) -> 
         raise CommandError("--eval-radius needs --eval (an evaluation set)")
     if p["opt_out_list"] is None and _given(ctx, "opt_out_radius"):
         raise CommandError("--opt-out-radius needs --opt-out-list")
+    if p["vocabulary"] is not None:
+        for name, flag in (("top_k", "--top-k"), ("min_count", "--min-count")):
+            if _given(ctx, name):
+                raise CommandError(f"{flag} shapes a built vocabulary, not a given --vocabulary")
+    elif p["single_pass"]:
+        raise CommandError("--single-pass needs --vocabulary (building one needs every count)")
+    if p["single_pass"] and p["resume"]:
+        raise CommandError("--resume is not available with --single-pass (nothing is staged)")
     if p["no_dedup"]:
         for name, flag in (("dedup_radius", "--dedup-radius"), ("min_quality", "--min-quality")):
             if _given(ctx, name):

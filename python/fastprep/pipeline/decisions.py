@@ -301,3 +301,186 @@ def shard_plan(keep_by_part: list[np.ndarray], records_per_shard: int) -> list[S
     if filled:
         shards.append(ShardPlan(len(shards), filled, pieces))
     return shards
+
+
+# ---------------------------------------------------------------------- single pass
+
+
+class FirstSeen:
+    """The decisions of a single-pass run (``PrepSettings.single_pass``),
+    made part by part in input order, each record against the records
+    before it, so shards are written as the source is read.
+
+    The same rules and precedence as :func:`decide`, with one difference in
+    who is kept: the keeper of copies is the *first* eligible copy in input
+    order (eligible: labelled, with ``drop_unlabeled``), not the largest, and
+    a near copy is the duplicate of the nearest earlier keeper within the
+    radius (ties: the earliest) rather than of a chained cluster. Exact
+    copies (same xxh3) are always duplicates of their first kept copy.
+
+    Positions are global (0..n-1 over every record decided so far), so
+    :meth:`decisions` gives the same :class:`Decisions` the two-pass job
+    builds its manifest, drop list and report from.
+    """
+
+    def __init__(
+        self, settings: PrepSettings, *, eval_hashes: tuple[list[str], pa.Array] | None = None
+    ) -> None:
+        from fastprep.dedup import GrowingIndex
+
+        self.settings = settings
+        self.eval_keys = list(eval_hashes[0]) if eval_hashes else []
+        self.eval_index: GrowingIndex | None = None
+        if eval_hashes is not None and len(eval_hashes[1]):
+            self.eval_index = GrowingIndex(32)
+            self.eval_index.add(eval_hashes[1])
+        self.exact: dict[bytes, int] = {}  # xxh3 -> position of its kept copy
+        self.near = GrowingIndex(32)  # PDQ of keepers with usable hashes
+        self.near_positions: list[np.ndarray] = []  # index id -> position, per part
+        self.seen = 0
+        self.codes: list[np.ndarray] = []
+        self.references: list[np.ndarray] = []
+        self.pairs: list[tuple[int, int, int]] = []  # (keeper, duplicate, distance)
+        self.leaks: list[pa.Table] = []
+
+    @staticmethod
+    def _match(queries: pa.Array, reference: pa.Array, radius: int) -> pa.Table:
+        # One part's searches are small: one thread of their own, rather than
+        # a turn in the pool that is decoding the next parts.
+        from fastprep.dedup import match_hashes
+
+        return match_hashes(queries, reference, radius, num_threads=1)
+
+    def decide(self, state: pa.Table, num_labels: np.ndarray) -> np.ndarray:
+        """The next part's decisions (its :data:`STATE_SCHEMA` rows and
+        label counts); returns the part's codes."""
+        settings = self.settings
+        n, offset = state.num_rows, self.seen
+        has_label = np.asarray(num_labels) > 0
+        eligible = has_label if settings.drop_unlabeled else np.ones(n, dtype=bool)
+        code = np.zeros(n, dtype=np.int8)
+        reference = np.full(n, -1, dtype=np.int64)
+        if settings.opt_out_hashes and n:
+            hits = opt_out_hits(
+                state, settings.opt_out_hashes, settings.opt_out_radius, self._match
+            )
+            code[hits] = Decision.OPT_OUT
+        keeper, distance = self._duplicates(state, eligible, offset)
+        duplicate = (keeper >= 0) & (code == Decision.KEEP)
+        code[duplicate] = Decision.DUPLICATE
+        reference[duplicate] = keeper[duplicate]
+        for i in np.flatnonzero(keeper >= 0).tolist():
+            self.pairs.append((int(keeper[i]), offset + i, int(distance[i])))
+        if self.eval_index is not None and n:
+            pdq = state.column("pdq").combine_chunks()
+            found = self.eval_index.match(pdq, settings.eval_radius, num_threads=1)
+            train = found.column("query").to_numpy()
+            ev = found.column("reference").to_numpy()
+            self.leaks.append(
+                pa.table(
+                    {
+                        "train_index": pa.array(train + offset, pa.int64()),
+                        "eval_index": ev.astype(np.int64),
+                        "distance": found.column("distance").cast(pa.uint32()),
+                    }
+                )
+            )
+            free = code[train] == Decision.KEEP
+            # Sorted by (train, eval): the last match of a record names its eval record.
+            code[train[free]] = Decision.LEAK
+            reference[train[free]] = ev[free]
+        if settings.drop_unlabeled:
+            code[(code == Decision.KEEP) & ~has_label] = Decision.NO_LABEL
+        self.codes.append(code)
+        self.references.append(reference)
+        self.seen += n
+        return code
+
+    def _duplicates(
+        self, state: pa.Table, eligible: np.ndarray, offset: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per record the position of the earlier keeper it copies (-1: none)
+        and the PDQ distance; eligible records that copy nothing become keepers."""
+        settings = self.settings
+        n = state.num_rows
+        keeper = np.full(n, -1, dtype=np.int64)
+        distance = np.zeros(n, dtype=np.int64)
+        exact = _hash_rows(state.column("xxh3_128")) if n else np.zeros((0, 16), np.uint8)
+        radius = settings.dedup_radius
+        usable = np.zeros(n, dtype=bool)
+        candidates: dict[int, list[tuple[int, int]]] = {}  # row -> (distance, position)
+        within: dict[int, list[tuple[int, int]]] = {}  # row b -> (distance, row a < b)
+        if radius is not None and n:
+            usable = state.column("pdq_quality").to_numpy() >= settings.min_quality
+            rows = np.flatnonzero(usable)
+            pdq = pc.take(state.column("pdq"), pa.array(rows, pa.int64())).combine_chunks()
+            if len(self.near) and len(rows):
+                found = self.near.match(pdq, radius, num_threads=1)
+                positions = np.concatenate(self.near_positions)
+                for q, r, d in zip(
+                    found.column("query").to_numpy().tolist(),
+                    positions[found.column("reference").to_numpy()].tolist(),
+                    found.column("distance").to_numpy().tolist(),
+                ):
+                    candidates.setdefault(int(rows[q]), []).append((d, r))
+            if len(rows) > 1:
+                pairs = _core.near_duplicate_pairs(pa.chunked_array([pdq]), int(radius), 1)
+                for a, b, d in zip(
+                    pairs.column("a").to_numpy().tolist(),
+                    pairs.column("b").to_numpy().tolist(),
+                    pairs.column("distance").to_numpy().tolist(),
+                ):
+                    within.setdefault(int(rows[b]), []).append((d, int(rows[a])))
+        kept_here: set[int] = set()
+        new_keepers: list[int] = []
+        for i in range(n):
+            key = exact[i].tobytes()
+            first = self.exact.get(key)
+            if first is not None:
+                keeper[i] = first
+                continue
+            if usable[i]:
+                near = list(candidates.get(i, ()))
+                near += [(d, offset + a) for d, a in within.get(i, ()) if a in kept_here]
+                if near:
+                    distance[i], keeper[i] = min(near)
+                    continue
+            if eligible[i]:
+                self.exact[key] = offset + i
+                kept_here.add(i)
+                if usable[i]:
+                    new_keepers.append(i)
+        if new_keepers:
+            chosen = pa.array(new_keepers, pa.int64())
+            self.near.add(pc.take(state.column("pdq"), chosen).combine_chunks())
+            self.near_positions.append(np.asarray(new_keepers, dtype=np.int64) + offset)
+        return keeper, distance
+
+    def decisions(self, state: pa.Table) -> Decisions:
+        """Every record's decision so far, with the pair and leak tables
+        (``state``: every decided record's state, in order)."""
+        code = np.concatenate(self.codes) if self.codes else np.zeros(0, np.int8)
+        reference = np.concatenate(self.references) if self.references else np.zeros(0, np.int64)
+        decisions = Decisions(code, reference, eval_keys=self.eval_keys)
+        keys = state.column("key")
+        if self.settings.dedup_radius is not None:
+            found = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 3)
+            decisions.pairs = pa.table(
+                {
+                    "a": pa.array(found[:, 0], pa.int64()),
+                    "b": pa.array(found[:, 1], pa.int64()),
+                    "distance": pa.array(found[:, 2], pa.uint32()),
+                    "key_a": pc.take(keys, pa.array(found[:, 0])),
+                    "key_b": pc.take(keys, pa.array(found[:, 1])),
+                }
+            )
+        if self.eval_index is not None:
+            leaks = pa.concat_tables(self.leaks) if self.leaks else None
+            if leaks is not None:
+                decisions.leaks = leaks.append_column(
+                    "train_key", pc.take(keys, leaks.column("train_index"))
+                ).append_column(
+                    "eval_key",
+                    pc.take(pa.array(self.eval_keys, pa.string()), leaks.column("eval_index")),
+                )
+        return decisions

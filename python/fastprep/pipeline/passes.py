@@ -10,6 +10,9 @@ things (a thread here, a Ray task, a Spark task) on files under the run's
 * :func:`write_planned_shard` (pass 2): one final shard from pieces of
   staged parts; a resumed run keeps shards already written.
 * :func:`hash_eval_part`: the eval set's PDQ hashes.
+* :func:`stream_part` (single pass): pass 1's work on one source batch plus
+  its labels, kept in memory (nothing staged); the driver decides and
+  writes shards from it (:func:`write_shard_table`).
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class PartResult:
     state: pa.Table
     dropped: pa.Table
     counts: bytes
+    #: Single pass: the processed records with ``labels`` and ``num_labels``.
+    table: pa.Table | None = None
 
 
 def process_part(
@@ -196,14 +201,7 @@ def _staged_or_done(context: PassContext, part: int, batch: pa.RecordBatch):
             )
         staged = read_arrow(base + STAGED_SUFFIX) if done["staged"] else None
         return staged, read_arrow(base + ".dropped" + STAGED_SUFFIX)
-    settings = context.settings
-    stage = image_stage(settings, context.num_threads)
-    batch, account_drops = account_consent(batch, settings)  # before any decoding
-    staged, dropped = process_part(
-        batch, stage, settings.hashtag_normalizer, settings.consent_rules, settings.on_damaged
-    )
-    if account_drops is not None:
-        dropped = pa.concat_tables([account_drops, dropped])
+    staged, dropped = _processed(context, batch)
     if staged is not None:
         atomic_arrow(staged, base + STAGED_SUFFIX)
     atomic_arrow(dropped, base + ".dropped" + STAGED_SUFFIX)
@@ -213,8 +211,22 @@ def _staged_or_done(context: PassContext, part: int, batch: pa.RecordBatch):
     return staged, dropped
 
 
-def stage_part(context: PassContext, part: int, data: pa.Table | pa.RecordBatch) -> PartResult:
-    """Pass 1 on one source batch (see the module docstring)."""
+def _processed(context: PassContext, batch: pa.RecordBatch) -> tuple[pa.Table | None, pa.Table]:
+    """Account consent, then :func:`process_part`: the batch's records to
+    keep (None if none) and its drops."""
+    settings = context.settings
+    stage = image_stage(settings, context.num_threads)
+    batch, account_drops = account_consent(batch, settings)  # before any decoding
+    staged, dropped = process_part(
+        batch, stage, settings.hashtag_normalizer, settings.consent_rules, settings.on_damaged
+    )
+    if account_drops is not None:
+        dropped = pa.concat_tables([account_drops, dropped])
+    return staged, dropped
+
+
+def _source_batch(context: PassContext, data: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
+    """A source batch with prep's own columns dropped and ``source`` set."""
     batch = as_batch(data)
     if "_row" in batch.schema.names:  # numbering of earlier releases' Ray datasets
         batch = batch.drop_columns(["_row"])
@@ -224,7 +236,37 @@ def stage_part(context: PassContext, part: int, data: pa.Table | pa.RecordBatch)
     if "source" not in batch.schema.names:
         names = pa.array([context.source_name] * batch.num_rows, pa.string())
         batch = batch.append_column("source", names)
+    return batch
+
+
+def stage_part(context: PassContext, part: int, data: pa.Table | pa.RecordBatch) -> PartResult:
+    """Pass 1 on one source batch (see the module docstring)."""
+    batch = _source_batch(context, data)
     staged, dropped = _staged_or_done(context, part, batch)
+    return _part_result(context, part, batch.num_rows, staged, dropped)
+
+
+def stream_part(
+    context: PassContext, vocab_json: str, part: int, data: pa.Table | pa.RecordBatch
+) -> PartResult:
+    """Single pass on one source batch: pass 1's work and the labels of the
+    given vocabulary, returned with the records instead of staged."""
+    batch = _source_batch(context, data)
+    staged, dropped = _processed(context, batch)
+    result = _part_result(context, part, batch.num_rows, staged, dropped)
+    if staged is not None:
+        labels = label_captions(
+            staged.column("caption"), _vocabulary(vocab_json), num_threads=context.num_threads
+        )
+        result.table = staged.append_column("labels", labels.column("labels")).append_column(
+            "num_labels", labels.column("num_labels")
+        )
+    return result
+
+
+def _part_result(
+    context: PassContext, part: int, rows: int, staged: pa.Table | None, dropped: pa.Table
+) -> PartResult:
     counts = b""
     state = STATE_SCHEMA.empty_table()
     if staged is not None:
@@ -233,9 +275,7 @@ def stage_part(context: PassContext, part: int, data: pa.Table | pa.RecordBatch)
             staged.column("caption"), normalizer, context.num_threads
         )
         state = staged.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
-    return PartResult(
-        part, batch.num_rows, staged is not None, state, dropped.cast(DROP_SCHEMA), counts
-    )
+    return PartResult(part, rows, staged is not None, state, dropped.cast(DROP_SCHEMA), counts)
 
 
 # ---------------------------------------------------------------------- labels
@@ -301,14 +341,26 @@ def write_planned_shard(context: WriteContext, plan: ShardPlan) -> dict:
         labels = label_captions(table.column("caption"), vocab, num_threads=context.num_threads)
         table = table.append_column("labels", labels.column("labels"))
         tables.append(table.append_column("num_labels", labels.column("num_labels")))
-    table, stats, boxes = privatize(pa.concat_tables(tables), context.privacy, context.num_threads)
+    return write_shard_table(context, plan.index, pa.concat_tables(tables))
+
+
+def write_shard_table(context: WriteContext, index: int, table: pa.Table) -> dict:
+    """Shard ``index`` from labelled records: privacy stages, then the
+    sink's format; its privacy and damage counts are staged first (a
+    resumed run that keeps the shard reads them back)."""
+    name = context.spec.shard_name(index)
+    stats_path = os.path.join(context.out, "_staging", name + ".privacy.json")
+    table, stats, boxes = privatize(table, context.privacy, context.num_threads)
     if "faces" in stats:
         keys = table.column("key").to_pylist()
         stats["faces"]["examples"] = [k for k, b in zip(keys, boxes) if b][:4]
     saved = {"privacy": stats, "damaged": damaged_counts(table)}
+    os.makedirs(os.path.dirname(stats_path), exist_ok=True)
     atomic_json(saved, stats_path)
+    vocab = _vocabulary(context.vocab_json)
+    path = os.path.join(context.out, name)
     write_shard(table, path, context.spec, context.num_threads, list(vocab.tags))
-    return {"file": name, "records": plan.records, **saved}
+    return {"file": name, "records": table.num_rows, **saved}
 
 
 def damaged_counts(table: pa.Table) -> dict[str, int]:

@@ -35,13 +35,21 @@ import pyarrow.compute as pc
 
 from fastprep import distributed
 from fastprep.errors import OutputExistsError, SettingsError
-from fastprep.hashtags import HashtagCounts, Vocabulary, build_vocabulary, save_vocabulary
-from fastprep.pipeline.decisions import Decision, Decisions, decide, shard_plan
+from fastprep.hashtags import (
+    HashtagCounts,
+    Vocabulary,
+    build_vocabulary,
+    load_vocabulary,
+    save_vocabulary,
+)
+from fastprep.pipeline.decisions import Decision, Decisions, FirstSeen, decide, shard_plan
 from fastprep.pipeline.engine import Engine
 from fastprep.pipeline.io import (
     arrow_schema,
+    atomic_arrow,
     atomic_json,
     atomic_parquet,
+    conform,
     run_schema,
 )
 from fastprep.pipeline.local import LocalEngine
@@ -63,7 +71,9 @@ from fastprep.pipeline.passes import (
     label_part,
     part_path,
     stage_part,
+    stream_part,
     write_planned_shard,
+    write_shard_table,
 )
 from fastprep.pipeline.progress import Progress
 from fastprep.pipeline.remote import is_remote, local_workdir, remote_has_run, upload_run
@@ -123,6 +133,11 @@ def prep(
         engine = LocalEngine(num_threads=num_threads)
     elif num_threads is not None:
         raise SettingsError("num_threads is the local engine's option: LocalEngine(num_threads=)")
+    if resume and settings.single_pass:
+        raise SettingsError(
+            "resume is not available with single_pass: a single pass stages nothing to "
+            "resume from (rerun it, or use the two-pass mode for resumable runs)"
+        )
     if is_table_source(source):  # Arrow producers, HF datasets: streamed in batches
         source = table_source(source, batch_size=settings.batch_size, **settings.source_options)
     remote_out = os.fspath(out_dir) if is_remote(os.fspath(out_dir)) else None
@@ -232,32 +247,30 @@ class _Job:
                 return PrepResult(self.out, manifest)  # already complete
         os.makedirs(self.out, exist_ok=True)
         prepare_out_dir(self.out, self.record, self.resume, overwrite)
-        first = self.pass1()
-        state = first.state()
-        with self.board.step("prep vocabulary"):
-            vocab = build_vocabulary(
-                first.counts,
-                top_k=self.settings.top_k,
-                min_count=self.settings.min_count,
-                normalizer=self.settings.hashtag_normalizer,
+        if self.settings.single_pass:
+            first, num_labels, decisions, shards = self.single_pass()
+            state, vocab = first.state(), load_vocabulary(self.settings.vocabulary)
+        else:
+            first = self.pass1()
+            state = first.state()
+            vocab = self.vocabulary(first.counts)
+            num_labels = self.labels(first.parts, vocab)
+            eval_hashes = self.eval_hashes() if state.num_rows else None
+            decisions = decide(
+                state,
+                num_labels,
+                self.settings,
+                near_pairs=self.engine.near_pairs,
+                match=self.engine.match,
+                eval_hashes=eval_hashes,
+                step=lambda name: self.board.step(f"prep decisions: {name}"),
             )
-        log.info("vocabulary: %d of %d tags", len(vocab), len(first.counts))
-        num_labels = self.labels(first.parts, vocab)
-        eval_hashes = self.eval_hashes() if state.num_rows else None
-        decisions = decide(
-            state,
-            num_labels,
-            self.settings,
-            near_pairs=self.engine.near_pairs,
-            match=self.engine.match,
-            eval_hashes=eval_hashes,
-            step=lambda name: self.board.step(f"prep decisions: {name}"),
-        )
         save_vocabulary(vocab, os.path.join(self.out, "vocab.json"))
         counts_table = first.counts.to_arrow()
         path = os.path.join(self.out, "hashtag_counts.parquet")
         atomic_parquet(counts_table, path, self.settings.row_group_size)
-        shards = self.pass2(first, decisions, vocab)
+        if not self.settings.single_pass:
+            shards = self.pass2(first, decisions, vocab)
         manifest = self.finish(first, state, decisions, shards, len(vocab))
         from fastprep.privacy.datasheet import finish_privacy
 
@@ -300,6 +313,75 @@ class _Job:
         task.close()
         log.info("pass 1: %d records, %d parts resumed", first.total, len(finished))
         return first
+
+    def vocabulary(self, counts: HashtagCounts) -> Vocabulary:
+        """The given vocabulary, else one built from the corpus's counts."""
+        if self.settings.vocabulary is not None:
+            return load_vocabulary(self.settings.vocabulary)
+        with self.board.step("prep vocabulary"):
+            vocab = build_vocabulary(
+                counts,
+                top_k=self.settings.top_k,
+                min_count=self.settings.min_count,
+                normalizer=self.settings.hashtag_normalizer,
+            )
+        log.info("vocabulary: %d of %d tags", len(vocab), len(counts))
+        return vocab
+
+    def single_pass(self) -> tuple[_Pass1, np.ndarray, Decisions, list[dict]]:
+        """Reads, decides and writes in one pass over the source (a given
+        vocabulary; :class:`FirstSeen` decisions): each part is processed
+        where the engine runs it and comes back with its records, which are
+        decided in input order and cut into shards as they come. Nothing is
+        staged but the small columns the report reads (no pixels, so the
+        report has no thumbnails)."""
+        settings = self.settings
+        vocab = load_vocabulary(settings.vocabulary)
+        decider = FirstSeen(settings, eval_hashes=self.eval_hashes())
+        context = PassContext(
+            self.staging, settings, False, self.engine.task_threads(), "<dataset>"
+        )
+        write = WriteContext(
+            self.out,
+            (),
+            pa.schema([]),
+            settings.shards,
+            vocab.to_json(),
+            num_threads=self.engine.task_threads(),
+            privacy=PrivacySpec.from_settings(settings),
+        )
+        shards = ShardStream(write, settings.records_per_shard)
+        from_path = isinstance(self.source, (str, os.PathLike))
+        task = self.board.task(
+            "prep decode+hash+write", count_records(self.source) if from_path else None
+        )
+        options = dict(settings.source_options)
+        options.setdefault("absolute_paths", settings.absolute_sources)
+        parts = self.engine.parts(self.source, settings.batch_size, options)
+        first = _Pass1()
+        labels = [np.zeros(0, np.int32)]
+        step = partial(_stream_numbered, context, vocab.to_json())
+        image = settings.shards.image_column
+        os.makedirs(self.staging, exist_ok=True)
+        for result in self.engine.map(step, enumerate(parts)):
+            table = result.table
+            if table is not None:
+                # The report's small columns only (captions, licences, formats).
+                small = table.drop_columns(
+                    [c for c in (image, "labels") if c in table.schema.names]
+                )
+                atomic_arrow(small, part_path(self.staging, result.part))
+            first.add(result, self.staging)
+            if table is not None:
+                num_labels = table.column("num_labels").to_numpy().astype(np.int32)
+                labels.append(num_labels)
+                code = decider.decide(result.state, num_labels)
+                shards.add(table.filter(pa.array(code == Decision.KEEP)))
+            task.update(result.input)
+        written = shards.close()
+        task.close()
+        log.info("single pass: %d records, %d shards", first.total, len(written))
+        return first, np.concatenate(labels), decider.decisions(first.state()), written
 
     def labels(self, parts: list[str], vocab: Vocabulary) -> np.ndarray:
         context = LabelContext(vocab.to_json(), self.engine.task_threads())
@@ -453,6 +535,56 @@ def damaged_totals(shards: list[dict], policy: str) -> dict:
 def _stage_numbered(context: PassContext, numbered: tuple[int, Any]) -> PartResult:
     part, data = numbered
     return stage_part(context, part, data)
+
+
+def _stream_numbered(
+    context: PassContext, vocab_json: str, numbered: tuple[int, Any]
+) -> PartResult:
+    part, data = numbered
+    return stream_part(context, vocab_json, part, data)
+
+
+class ShardStream:
+    """Kept records in input order, cut into shards of ``size`` records as
+    they come (single pass). Each shard's pieces are unified to one schema
+    (:func:`run_schema`); later shards cannot change an earlier one's, so a
+    source column whose type changes between batches may differ between
+    shards (the two-pass mode unifies the whole run)."""
+
+    def __init__(self, context: WriteContext, size: int) -> None:
+        self.context, self.size = context, size
+        self.pending: list[pa.Table] = []
+        self.count = 0
+        self.written: list[dict] = []
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self.pending.append(table)
+        self.count += table.num_rows
+        while self.count >= self.size:
+            self._write(self.size)
+
+    def close(self) -> list[dict]:
+        if self.count:
+            self._write(self.count)
+        return self.written
+
+    def _write(self, records: int) -> None:
+        pieces, needed = [], records
+        while needed:
+            head = self.pending[0]
+            if head.num_rows <= needed:
+                pieces.append(self.pending.pop(0))
+                needed -= head.num_rows
+            else:
+                pieces.append(head.slice(0, needed))
+                self.pending[0] = head.slice(needed)
+                needed = 0
+        self.count -= records
+        schema = run_schema([p.schema for p in pieces])
+        table = pa.concat_tables([conform(p, schema) for p in pieces])
+        self.written.append(write_shard_table(self.context, len(self.written), table))
 
 
 def _thumbnails(first: _Pass1, rows: list[int]) -> dict[int, np.ndarray]:

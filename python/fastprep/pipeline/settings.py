@@ -86,7 +86,11 @@ class PrepSettings:
     (``opt_out_hashes``: hex xxh3-128 or PDQ, ``opt_out_radius``), the
     vocabulary (``normalizer``, ``top_k``, ``min_count``,
     ``drop_unlabeled``), consent (``consent_rules``, checked before any
-    decoding), damaged images (``on_damaged``: ``keep`` them with their
+    decoding), a given vocabulary (``vocabulary``: a vocab.json path, used
+    instead of one built from the corpus) and ``single_pass`` (with a given
+    vocabulary: the source is read, decided and written in one pass, keeping
+    the first copy of duplicates; nothing staged, no resume; see
+    :class:`fastprep.pipeline.decisions.FirstSeen`), damaged images (``on_damaged``: ``keep`` them with their
     ``warnings``, or ``drop`` them as ``damaged``), reading (``batch_size``, ``source_options`` for Parquet
     column names and ``absolute_paths``) and ``hf_datasets`` (default True:
     shards in the layout Hugging Face ``datasets`` loads,
@@ -129,6 +133,11 @@ class PrepSettings:
     short_side: int | None = None
     max_side: int | None = None
     subsampling: str = "420"
+    # A given vocabulary (a vocab.json of an earlier run or `fastprep vocab`)
+    # instead of one built from this corpus's counts; with it, `single_pass`
+    # decides and writes each batch as it is read (see FirstSeen).
+    vocabulary: str | None = None
+    single_pass: bool = False
 
     def __post_init__(self) -> None:
         # Normalised once, so equal settings compare (and record) equal.
@@ -142,6 +151,8 @@ class PrepSettings:
         object.__setattr__(self, "redact_columns", tuple(self.redact_columns))
         accounts = tuple(sorted({str(a).strip() for a in self.opt_out_accounts} - {""}))
         object.__setattr__(self, "opt_out_accounts", accounts)
+        if self.vocabulary is not None:
+            object.__setattr__(self, "vocabulary", os.path.abspath(os.fspath(self.vocabulary)))
         if self.image_format == "tensor" and (self.sink == "webdataset" or self.store == "resized"):
             # WebDataset shards and resized stores hold encoded images: JPEG
             # unless WebP is asked.
@@ -195,6 +206,8 @@ class PrepSettings:
             short_side=getattr(args, "short_side", None),
             max_side=getattr(args, "max_side", None),
             subsampling=getattr(args, "subsampling", "420"),
+            vocabulary=getattr(args, "vocabulary", None),
+            single_pass=bool(getattr(args, "single_pass", False)),
             source_options={
                 "image_column": args.image_column,
                 "caption_column": args.caption_column,
@@ -247,6 +260,19 @@ class PrepSettings:
             raise SettingsError(
                 "blur_faces rewrites pixels: it needs store 'tensor' (an original store "
                 "keeps the source bytes; a resized store is encoded in pass 1)"
+            )
+        if self.vocabulary is not None:
+            if self.top_k is not None or self.min_count != 1:
+                raise SettingsError(
+                    "top_k and min_count shape a vocabulary built from the corpus; "
+                    "a given vocabulary is used as it is"
+                )
+            if not os.path.isfile(self.vocabulary):
+                raise SettingsError(f"vocabulary {self.vocabulary!r} is not a file")
+        if self.single_pass and self.vocabulary is None:
+            raise SettingsError(
+                "single_pass needs a given vocabulary (vocabulary=, --vocabulary): "
+                "building one needs the whole corpus's counts first"
             )
         if self.on_damaged not in DAMAGED_POLICIES:
             raise SettingsError(

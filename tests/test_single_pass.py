@@ -1,0 +1,206 @@
+"""Single-pass prep (``single_pass=True`` with a given ``vocabulary``): each
+source batch is decided and written as it is read. The same outputs as the
+two-pass job where both rules keep the same copy, the first copy kept where
+they differ, shards cut across batches, pixels never staged, the settings'
+rules enforced, and the growing index it dedups with."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import fastprep as fp
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fastprep.dedup import GrowingIndex, match_hashes
+from fastprep.errors import SettingsError
+from fastprep.hashtags import load_vocabulary
+from fastprep.pipeline import prep
+from test_cli import fastprep, one_line_error
+
+SAMPLES = Path(fp.__file__).parent / "sample_data"
+CORPUS, EVAL = SAMPLES / "corpus", SAMPLES / "eval"
+
+
+@pytest.fixture(scope="module")
+def two_pass(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("two") / "out"
+    prep(CORPUS, out, size=32, batch_size=4, records_per_shard=5, eval_source=str(EVAL))
+    return out
+
+
+def _dropped(out: Path) -> dict[str, str]:
+    return {d["key"]: d["reason"] for d in pq.read_table(out / "dropped.parquet").to_pylist()}
+
+
+def test_same_outputs_as_two_passes_when_the_first_copy_is_the_keeper(two_pass, tmp_path):
+    """On the sample corpus every duplicate's first copy is also the largest:
+    both modes keep the same records, in the same shards (cut at 5 records
+    across batches of 4), cell for cell."""
+    out = tmp_path / "out"
+    result = prep(
+        CORPUS, out, size=32, batch_size=4, records_per_shard=5, eval_source=str(EVAL),
+        vocabulary=str(two_pass / "vocab.json"), single_pass=True,
+    )  # fmt: skip
+    one, two = result.manifest, json.loads((two_pass / "manifest.json").read_text())
+    assert one["totals"] == two["totals"]
+    assert one["totals"]["written"] + sum(one["totals"]["dropped"].values()) == 35
+    assert [s["records"] for s in one["outputs"]] == [5, 5, 5, 5, 4]
+    assert _dropped(out) == _dropped(two_pass)
+    assert {"duplicate_of: chelsea_cat", "eval_leak: launch_night", "opt_out", "no_label"} <= set(
+        _dropped(out).values()
+    )
+    for shard in two["outputs"]:
+        assert pq.read_table(out / shard["file"]).equals(pq.read_table(two_pass / shard["file"]))
+    for name in ("hashtag_counts.parquet", "eval_leaks.parquet"):
+        assert pq.read_table(out / name).equals(pq.read_table(two_pass / name)), name
+    assert (out / "vocab.json").read_text() == (two_pass / "vocab.json").read_text()
+    assert one["settings"]["single_pass"] is True
+    assert Path(result.report).read_text().startswith("<!DOCTYPE html>")
+    assert not (out / "_staging").exists()
+
+
+def _jpeg(image, size: int | None = None, quality: int = 90) -> bytes:
+    if size:
+        image = image.resize((size, size * image.height // image.width))
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_the_first_copy_is_kept_where_two_passes_keep_the_largest(tmp_path):
+    from PIL import Image
+
+    photo = Image.open(CORPUS / "espresso_morning.jpg").convert("RGB")
+    src = tmp_path / "src"
+    src.mkdir()
+    # A small copy first, the full-size photo later, an exact copy of the small one last.
+    files = {
+        "a_small": _jpeg(photo, 160),
+        "b_large": _jpeg(photo),
+        "c_unlabelled": _jpeg(photo, 120),
+    }
+    files["d_small_again"] = files["a_small"]
+    for key, data in files.items():
+        (src / f"{key}.jpg").write_bytes(data)
+        (src / f"{key}.txt").write_text("no tags" if key == "c_unlabelled" else "#coffee")
+    two = prep(src, tmp_path / "two", size=32, report=False)
+    assert _dropped(tmp_path / "two") == {
+        "a_small": "duplicate_of: b_large",
+        "c_unlabelled": "duplicate_of: b_large",
+        "d_small_again": "duplicate_of: a_small",  # an exact copy names its first copy
+    }
+    vocab = str(tmp_path / "two" / "vocab.json")
+    one = prep(src, tmp_path / "one", size=32, report=False, vocabulary=vocab, single_pass=True,
+               batch_size=2)  # fmt: skip
+    assert _dropped(tmp_path / "one") == {
+        "b_large": "duplicate_of: a_small",
+        "c_unlabelled": "duplicate_of: a_small",
+        "d_small_again": "duplicate_of: a_small",
+    }
+    assert one.written == two.written == 1
+    pairs = pq.read_table(tmp_path / "one" / "duplicate_pairs.parquet").to_pylist()
+    assert [(p["key_a"], p["key_b"]) for p in pairs] == [
+        ("a_small", "b_large"), ("a_small", "c_unlabelled"), ("a_small", "d_small_again"),
+    ]  # fmt: skip
+    assert pairs[2]["distance"] == 0 and 0 < pairs[0]["distance"] <= 31
+
+
+def test_an_unlabelled_first_copy_leaves_the_keeping_to_a_labelled_one(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for key, caption in (("a", "no tags"), ("b", "#coffee"), ("c", "still none")):
+        shutil.copy(CORPUS / "espresso_morning.jpg", src / f"{key}.jpg")
+        (src / f"{key}.txt").write_text(caption)
+    vocab = tmp_path / "vocab.json"
+    assert fastprep("vocab", str(src), "--out", str(vocab), "--quiet").returncode == 0
+    result = prep(src, tmp_path / "out", size=32, report=False, vocabulary=str(vocab),
+                  single_pass=True)  # fmt: skip
+    assert result.written == 1
+    assert _dropped(tmp_path / "out") == {"a": "no_label", "c": "duplicate_of: b"}
+
+
+def test_pixels_are_never_staged(two_pass, tmp_path, monkeypatch):
+    import sys
+
+    import fastprep.pipeline.passes as passes
+
+    job = sys.modules["fastprep.pipeline.prep"]  # the package exports the function `prep`
+
+    staged: list[pa.Schema] = []
+    real = job.atomic_arrow
+    monkeypatch.setattr(job, "atomic_arrow", lambda t, p: (staged.append(t.schema), real(t, p)))
+    monkeypatch.setattr(passes, "atomic_arrow", lambda t, p: pytest.fail("a part was staged"))
+    prep(CORPUS, tmp_path / "out", size=32, batch_size=8, vocabulary=str(two_pass / "vocab.json"),
+         single_pass=True, report=False)  # fmt: skip
+    assert staged, "the report's small columns are staged"
+    assert all("pixels" not in s.names and "caption" in s.names for s in staged)
+
+
+def test_settings_rules(two_pass, tmp_path):
+    vocab = str(two_pass / "vocab.json")
+    with pytest.raises(SettingsError, match="needs a given vocabulary"):
+        prep(CORPUS, tmp_path / "a", single_pass=True)
+    with pytest.raises(SettingsError, match="top_k and min_count"):
+        prep(CORPUS, tmp_path / "b", vocabulary=vocab, top_k=3)
+    with pytest.raises(SettingsError, match="is not a file"):
+        prep(CORPUS, tmp_path / "c", vocabulary=str(tmp_path / "missing.json"))
+    with pytest.raises(SettingsError, match="resume is not available"):
+        prep(CORPUS, tmp_path / "d", vocabulary=vocab, single_pass=True, resume=True)
+
+
+def test_a_given_vocabulary_labels_a_two_pass_run(two_pass, tmp_path):
+    tags = load_vocabulary(two_pass / "vocab.json").tags
+    small = {"tags": list(tags[:2])}
+    path = tmp_path / "small.json"
+    full = json.loads((two_pass / "vocab.json").read_text())
+    full.update({k: v[:2] for k, v in full.items() if isinstance(v, list) and len(v) == len(tags)})
+    path.write_text(json.dumps(full))
+    assert load_vocabulary(path).tags == small["tags"]
+    result = prep(CORPUS, tmp_path / "out", size=32, vocabulary=str(path), report=False)
+    assert load_vocabulary(tmp_path / "out" / "vocab.json").tags == small["tags"]
+    labels = [
+        x
+        for shard in result.manifest["outputs"]
+        for x in pq.read_table(tmp_path / "out" / shard["file"]).column("labels").to_pylist()
+    ]
+    assert labels and all(set(ids) <= {0, 1} and ids for ids in labels)
+
+
+def test_cli_single_pass(two_pass, tmp_path):
+    vocab = str(two_pass / "vocab.json")
+    out = tmp_path / "out"
+    proc = fastprep("prep", str(CORPUS), "--out", str(out), "--size", "32", "--vocabulary", vocab,
+                    "--single-pass", "--no-report", "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["single_pass"] and manifest["totals"]["written"] > 0
+    proc = fastprep("prep", str(CORPUS), "--out", str(tmp_path / "b"), "--single-pass")
+    assert "--single-pass needs --vocabulary" in one_line_error(proc, "prep")
+    proc = fastprep("prep", str(CORPUS), "--out", str(tmp_path / "c"), "--vocabulary", vocab,
+                    "--top-k", "3")  # fmt: skip
+    assert "--top-k shapes a built vocabulary" in one_line_error(proc, "prep")
+
+
+def test_growing_index_answers_as_matching_everything_added():
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 256, (2_600, 32), dtype=np.uint8)
+    hashes[2_300:] = hashes[:300]
+    hashes[2_300:, 5] ^= 0b10110  # near copies: 3 bits flipped
+    column = pa.array([bytes(h) for h in hashes], pa.binary(32))
+    index = GrowingIndex()
+    for start in range(0, 2_000, 333):  # past the size where it starts slot tables
+        index.add(column.slice(start, min(333, 2_000 - start)))
+    assert len(index) == 2_000
+    queries = column.slice(2_000)
+    found = index.match(queries, 31)
+    assert found.equals(match_hashes(queries, column.slice(0, 2_000), 31))
+    assert found.num_rows >= 300
+    with pytest.raises(ValueError, match="null"):
+        index.add(pa.array([None], pa.binary(32)))
+    with pytest.raises(ValueError):
+        index.add(pa.array([b"12345678"], pa.binary(8)))  # another width
