@@ -195,24 +195,31 @@ _SCRIPT = textwrap.dedent(
         engine = SparkEngine(master="local[2]")
     else:
         engine = LocalEngine()
-    prep(slow(), sys.argv[1], settings(batch_size=4), engine=engine, report=True)
+    single = dict(vocabulary=sys.argv[3], single_pass=True) if len(sys.argv) > 3 else {{}}
+    prep(slow(), sys.argv[1], settings(batch_size=4, **single), engine=engine, report=True)
     """
 )
 
 
-def _interrupted_run(out: Path, engine_name: str, sig: int) -> None:
+def _interrupted_run(
+    out: Path,
+    engine_name: str,
+    sig: int,
+    vocabulary: str | None = None,
+    wait_for: str = "_staging/*.done",
+) -> None:
     script = out.parent / "run.py"
     script.write_text(_SCRIPT.format(tests=str(Path(__file__).parent)))
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(out), engine_name],
+        [sys.executable, str(script), str(out), engine_name, *([vocabulary] if vocabulary else [])],
         start_new_session=True,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 180
-    while not list((out / "_staging").glob("*.done")):
+    while not list(out.glob(wait_for)):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "the run never staged a part"
         time.sleep(0.1)
@@ -295,3 +302,28 @@ def test_every_engine_writes_the_same_stores(engine, store, tmp_path):
     loader = DataLoader(str(out), batch_size=4, transform=train(24), seed=1, shuffle=True)
     images = torch.cat([b["image"] for b in loader])
     assert images.shape == (written, 3, 24, 24) and not loader.errors
+
+
+def test_a_single_pass_resumes_on_every_engine(engine, reference_batches, tmp_path):
+    """Killed after its first shard, a single pass resumed on the same engine
+    keeps that shard, replays the parts decided before it and ends with the
+    uninterrupted output (the two-pass reference's on this corpus)."""
+    from fastprep.pipeline import folder_source
+
+    out = tmp_path / "out"
+    vocab = str(reference_batches / "vocab.json")
+    _interrupted_run(out, engine.name, signal.SIGKILL, vocab, wait_for="shard-*.parquet")
+    # Finished shards (a write cut short by the kill leaves a .tmp, removed on resume).
+    first = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet")}
+    assert first, "a shard was written before the kill"
+    options = settings(batch_size=4, vocabulary=vocab, single_pass=True)
+    result = prep(folder_source(CORPUS, batch_size=4), out, options, engine=engine, resume=True)
+    assert all((out / n).stat().st_mtime_ns == t for n, t in first.items()), "rewritten"
+    ma = json.loads((reference_batches / "manifest.json").read_text())
+    assert result.manifest["totals"] == ma["totals"]
+    assert result.manifest["outputs"] == ma["outputs"]
+    for name in ("dropped.parquet", "eval_leaks.parquet", "hashtag_counts.parquet",
+                 *(s["file"] for s in ma["outputs"])):  # fmt: skip
+        assert pq.read_table(out / name).equals(pq.read_table(reference_batches / name)), name
+    assert result.report is not None and os.path.exists(result.report)
+    assert not list(out.rglob("*.tmp"))

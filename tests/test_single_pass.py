@@ -125,20 +125,90 @@ def test_an_unlabelled_first_copy_leaves_the_keeping_to_a_labelled_one(tmp_path)
 
 
 def test_pixels_are_never_staged(two_pass, tmp_path, monkeypatch):
-    import sys
-
     import fastprep.pipeline.passes as passes
-
-    job = sys.modules["fastprep.pipeline.prep"]  # the package exports the function `prep`
+    import fastprep.pipeline.single_pass as single
 
     staged: list[pa.Schema] = []
-    real = job.atomic_arrow
-    monkeypatch.setattr(job, "atomic_arrow", lambda t, p: (staged.append(t.schema), real(t, p)))
+    real = single.atomic_arrow
+    monkeypatch.setattr(single, "atomic_arrow", lambda t, p: (staged.append(t.schema), real(t, p)))
     monkeypatch.setattr(passes, "atomic_arrow", lambda t, p: pytest.fail("a part was staged"))
     prep(CORPUS, tmp_path / "out", size=32, batch_size=8, vocabulary=str(two_pass / "vocab.json"),
          single_pass=True, report=False)  # fmt: skip
-    assert staged, "the report's small columns are staged"
-    assert all("pixels" not in s.names and "caption" in s.names for s in staged)
+    decided = [s for s in staged if "code" in s.names]
+    assert decided, "each part's small columns and outcomes are staged"
+    assert all("caption" in s.names and "pdq" in s.names for s in decided)
+    assert not any({"pixels", "image", "jpg"} & set(s.names) for s in staged)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _batches(stop_after: int | None = None):
+    from fastprep.pipeline import folder_source
+
+    for i, batch in enumerate(folder_source(CORPUS, batch_size=4)):
+        if stop_after is not None and i == stop_after:
+            raise Interrupted
+        yield batch
+
+
+@pytest.mark.parametrize("stop_after", [2, 5, 8])
+def test_resume_after_an_interruption_gives_the_uninterrupted_output(
+    two_pass, tmp_path, stop_after, monkeypatch
+):
+    """Stopped after some parts (before any shard, after some, mid-shard):
+    resuming keeps the written shards, replays the decided parts without
+    decoding them, and ends with the uninterrupted run's outputs."""
+    options = {
+        "size": 32, "records_per_shard": 5, "eval_source": str(EVAL), "single_pass": True,
+        "vocabulary": str(two_pass / "vocab.json"), "batch_size": 4,
+    }  # fmt: skip
+    whole = tmp_path / "whole"
+    prep(_batches(), whole, **options)
+    out = tmp_path / "out"
+    with pytest.raises(Interrupted):
+        prep(_batches(stop_after), out, **options)
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")}
+    assert len(before) == {2: 0, 5: 1, 8: 3}[stop_after], sorted(before)
+    assert not (out / "manifest.json").exists()
+    import fastprep.pipeline.passes as passes
+
+    decoded = []
+    real = passes._processed
+    monkeypatch.setattr(passes, "_processed", lambda c, b: (decoded.append(b), real(c, b))[1])
+    result = prep(_batches(), out, resume=True, **options)
+    parts = -(-35 // 4)
+    assert len(decoded) == parts if not before else len(decoded) < parts, len(decoded)
+    for name, mtime in before.items():
+        assert (out / name).stat().st_mtime_ns == mtime, f"{name} was written again"
+    ma = json.loads((whole / "manifest.json").read_text())
+    assert result.manifest["totals"] == ma["totals"] and result.manifest["outputs"] == ma["outputs"]
+    for name in ("dropped.parquet", "eval_leaks.parquet", "duplicate_pairs.parquet",
+                 "hashtag_counts.parquet", *(s["file"] for s in ma["outputs"])):  # fmt: skip
+        assert pq.read_table(out / name).equals(pq.read_table(whole / name)), name
+    assert not (out / "_staging").exists()
+
+
+def test_resume_refuses_a_changed_source(two_pass, tmp_path):
+    from fastprep.errors import ResumeMismatchError
+    from fastprep.pipeline import folder_source
+
+    options = {
+        "size": 32, "records_per_shard": 3, "single_pass": True, "batch_size": 4,
+        "vocabulary": str(two_pass / "vocab.json"),
+    }  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(Interrupted):
+        prep(_batches(6), out, **options)
+    assert list(out.glob("shard-*")), "shards were written before the interruption"
+
+    def shifted():
+        batches = list(folder_source(CORPUS, batch_size=4))
+        yield from [batches[1], batches[0], *batches[2:]]
+
+    with pytest.raises(ResumeMismatchError, match="differs"):
+        prep(shifted(), out, resume=True, **options)
 
 
 def test_settings_rules(two_pass, tmp_path):
@@ -149,8 +219,6 @@ def test_settings_rules(two_pass, tmp_path):
         prep(CORPUS, tmp_path / "b", vocabulary=vocab, top_k=3)
     with pytest.raises(SettingsError, match="is not a file"):
         prep(CORPUS, tmp_path / "c", vocabulary=str(tmp_path / "missing.json"))
-    with pytest.raises(SettingsError, match="resume is not available"):
-        prep(CORPUS, tmp_path / "d", vocabulary=vocab, single_pass=True, resume=True)
 
 
 def test_a_given_vocabulary_labels_a_two_pass_run(two_pass, tmp_path):

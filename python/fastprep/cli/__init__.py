@@ -167,8 +167,8 @@ _PREP_OPTIONS = [
            help="Label with this vocab.json (from fastprep vocab or an earlier run) instead of "
            "building one."),
     option("--single-pass", group=VOCAB, is_flag=True,
-           help="With --vocabulary: read, decide and write each batch as it comes (nothing "
-           "staged; the first copy of duplicates is kept; no --resume)."),
+           help="With --vocabulary: read, decide and write each batch as it comes (no pixels "
+           "staged; the first copy of duplicates is kept)."),
     *privacy_cli.PREP_OPTIONS,
     option("--engine", group=ENGINE, type=click.Choice(["local", "ray", "spark"]),
            default="local", help="Where the job runs."),
@@ -239,8 +239,6 @@ def _refuse_inapplicable(ctx: click.Context, p: dict[str, Any], source: str) -> 
                 raise CommandError(f"{flag} shapes a built vocabulary, not a given --vocabulary")
     elif p["single_pass"]:
         raise CommandError("--single-pass needs --vocabulary (building one needs every count)")
-    if p["single_pass"] and p["resume"]:
-        raise CommandError("--resume is not available with --single-pass (nothing is staged)")
     if p["no_dedup"]:
         for name, flag in (("dedup_radius", "--dedup-radius"), ("min_quality", "--min-quality")):
             if _given(ctx, name):

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from fastprep import distributed
 from fastprep.errors import ResumeMismatchError
-from fastprep.hashtags import HashtagNormalizer, Vocabulary, label_captions
+from fastprep.hashtags import HashtagCounts, HashtagNormalizer, Vocabulary, label_captions
 from fastprep.images import hash_images
 from fastprep.pipeline.decisions import ShardPlan, decode_reason
 from fastprep.pipeline.io import (
@@ -99,6 +99,9 @@ class PassContext:
     resume: bool = False
     num_threads: int | None = None
     source_name: str = "<batches>"
+    #: Single pass, resumed: parts before this one were decided before the
+    #: interruption and are only fingerprinted (the driver replays them).
+    resume_from: int = 0
 
 
 @dataclass
@@ -113,6 +116,8 @@ class PartResult:
     counts: bytes
     #: Single pass: the processed records with ``labels`` and ``num_labels``.
     table: pa.Table | None = None
+    #: Single pass: the fingerprint of the source batch's keys (resume checks it).
+    keys: str = ""
 
 
 def process_part(
@@ -252,8 +257,14 @@ def stream_part(
     """Single pass on one source batch: pass 1's work and the labels of the
     given vocabulary, returned with the records instead of staged."""
     batch = _source_batch(context, data)
+    digest = _keys_digest(batch.column("key"))
+    if part < context.resume_from:  # decided before the interruption: replayed
+        empty = DROP_SCHEMA.empty_table()
+        return PartResult(part, batch.num_rows, False, STATE_SCHEMA.empty_table(), empty, b"",
+                          keys=digest)  # fmt: skip
     staged, dropped = _processed(context, batch)
     result = _part_result(context, part, batch.num_rows, staged, dropped)
+    result.keys = digest
     if staged is not None:
         labels = label_captions(
             staged.column("caption"), _vocabulary(vocab_json), num_threads=context.num_threads
@@ -276,6 +287,36 @@ def _part_result(
         )
         state = staged.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
     return PartResult(part, rows, staged is not None, state, dropped.cast(DROP_SCHEMA), counts)
+
+
+@dataclass
+class PassTotals:
+    """What pass 1 (or a single pass) leaves on the driver: per staged record its key and hashes
+    (~100 bytes a record), the dropped records and the hashtag counts."""
+
+    total: int = 0
+    parts: list[str] = field(default_factory=list)  # staged files, in input order
+    part_rows: list[int] = field(default_factory=list)
+    states: list[pa.Table] = field(default_factory=list)
+    drops: list[pa.Table] = field(default_factory=list)
+    counts: HashtagCounts = field(default_factory=HashtagCounts)
+
+    def add(self, result: PartResult, staging: str) -> None:
+        self.total += result.input
+        self.drops.append(result.dropped)
+        if result.staged:
+            self.parts.append(part_path(staging, result.part))
+            self.part_rows.append(result.state.num_rows)
+            self.states.append(result.state)
+            self.counts.merge(distributed.merge_counts([result.counts]))
+
+    def state(self) -> pa.Table:
+        if not self.states:
+            return STATE_SCHEMA.empty_table()
+        return pa.concat_tables(self.states).combine_chunks()
+
+    def dropped(self) -> pa.Table:
+        return pa.concat_tables(self.drops) if self.drops else DROP_SCHEMA.empty_table()
 
 
 # ---------------------------------------------------------------------- labels

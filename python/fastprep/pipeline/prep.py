@@ -25,7 +25,6 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -33,7 +32,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fastprep import distributed
 from fastprep.errors import OutputExistsError, SettingsError
 from fastprep.hashtags import (
     HashtagCounts,
@@ -42,19 +40,17 @@ from fastprep.hashtags import (
     load_vocabulary,
     save_vocabulary,
 )
-from fastprep.pipeline.decisions import Decision, Decisions, FirstSeen, decide, shard_plan
+from fastprep.pipeline.decisions import Decision, Decisions, decide, shard_plan
 from fastprep.pipeline.engine import Engine
+from fastprep.pipeline.first_seen import FirstSeen
 from fastprep.pipeline.io import (
     arrow_schema,
-    atomic_arrow,
     atomic_json,
     atomic_parquet,
-    conform,
     run_schema,
 )
 from fastprep.pipeline.local import LocalEngine
 from fastprep.pipeline.outputs import (
-    DROP_SCHEMA,
     PrepResult,
     drop_table,
     finish_run,
@@ -62,22 +58,20 @@ from fastprep.pipeline.outputs import (
     prepare_out_dir,
 )
 from fastprep.pipeline.passes import (
-    STATE_SCHEMA,
     LabelContext,
     PartResult,
     PassContext,
+    PassTotals,
     WriteContext,
     hash_eval_part,
     label_part,
-    part_path,
     stage_part,
-    stream_part,
     write_planned_shard,
-    write_shard_table,
 )
 from fastprep.pipeline.progress import Progress
 from fastprep.pipeline.remote import is_remote, local_workdir, remote_has_run, upload_run
 from fastprep.pipeline.settings import PrepSettings
+from fastprep.pipeline.single_pass import run_single_pass
 from fastprep.pipeline.sources import count_records, is_table_source, table_source
 from fastprep.privacy.shards import PrivacySpec
 
@@ -133,11 +127,6 @@ def prep(
         engine = LocalEngine(num_threads=num_threads)
     elif num_threads is not None:
         raise SettingsError("num_threads is the local engine's option: LocalEngine(num_threads=)")
-    if resume and settings.single_pass:
-        raise SettingsError(
-            "resume is not available with single_pass: a single pass stages nothing to "
-            "resume from (rerun it, or use the two-pass mode for resumable runs)"
-        )
     if is_table_source(source):  # Arrow producers, HF datasets: streamed in batches
         source = table_source(source, batch_size=settings.batch_size, **settings.source_options)
     remote_out = os.fspath(out_dir) if is_remote(os.fspath(out_dir)) else None
@@ -192,36 +181,6 @@ def source_label(source: Any) -> str:
     if type(source).__module__.startswith("ray.data"):
         return "<dataset>"
     return "<batches>"
-
-
-@dataclass
-class _Pass1:
-    """What pass 1 leaves on the driver: per staged record its key and hashes
-    (~100 bytes a record), the dropped records and the hashtag counts."""
-
-    total: int = 0
-    parts: list[str] = field(default_factory=list)  # staged files, in input order
-    part_rows: list[int] = field(default_factory=list)
-    states: list[pa.Table] = field(default_factory=list)
-    drops: list[pa.Table] = field(default_factory=list)
-    counts: HashtagCounts = field(default_factory=HashtagCounts)
-
-    def add(self, result: PartResult, staging: str) -> None:
-        self.total += result.input
-        self.drops.append(result.dropped)
-        if result.staged:
-            self.parts.append(part_path(staging, result.part))
-            self.part_rows.append(result.state.num_rows)
-            self.states.append(result.state)
-            self.counts.merge(distributed.merge_counts([result.counts]))
-
-    def state(self) -> pa.Table:
-        if not self.states:
-            return STATE_SCHEMA.empty_table()
-        return pa.concat_tables(self.states).combine_chunks()
-
-    def dropped(self) -> pa.Table:
-        return pa.concat_tables(self.drops) if self.drops else DROP_SCHEMA.empty_table()
 
 
 class _Job:
@@ -286,7 +245,7 @@ class _Job:
 
     # ------------------------------------------------------------------ passes
 
-    def pass1(self) -> _Pass1:
+    def pass1(self) -> PassTotals:
         settings = self.settings
         context = PassContext(
             self.staging, settings, self.resume, self.engine.task_threads(), "<dataset>"
@@ -305,7 +264,7 @@ class _Job:
         options = dict(settings.source_options)
         options.setdefault("absolute_paths", settings.absolute_sources)
         parts = self.engine.parts(self.source, settings.batch_size, options)
-        first = _Pass1()
+        first = PassTotals()
         step = partial(_stage_numbered, context)
         for result in self.engine.map(step, enumerate(parts)):
             first.add(result, self.staging)
@@ -328,60 +287,40 @@ class _Job:
         log.info("vocabulary: %d of %d tags", len(vocab), len(counts))
         return vocab
 
-    def single_pass(self) -> tuple[_Pass1, np.ndarray, Decisions, list[dict]]:
-        """Reads, decides and writes in one pass over the source (a given
-        vocabulary; :class:`FirstSeen` decisions): each part is processed
-        where the engine runs it and comes back with its records, which are
-        decided in input order and cut into shards as they come. Nothing is
-        staged but the small columns the report reads (no pixels, so the
-        report has no thumbnails)."""
+    def single_pass(self) -> tuple[PassTotals, np.ndarray, Decisions, list[dict]]:
+        """Reads, decides and writes in one pass over the source
+        (:mod:`fastprep.pipeline.single_pass`)."""
         settings = self.settings
         vocab = load_vocabulary(settings.vocabulary)
-        decider = FirstSeen(settings, eval_hashes=self.eval_hashes())
-        context = PassContext(
-            self.staging, settings, False, self.engine.task_threads(), "<dataset>"
-        )
-        write = WriteContext(
-            self.out,
-            (),
-            pa.schema([]),
-            settings.shards,
-            vocab.to_json(),
-            num_threads=self.engine.task_threads(),
-            privacy=PrivacySpec.from_settings(settings),
-        )
-        shards = ShardStream(write, settings.records_per_shard)
+        threads = self.engine.task_threads()
         from_path = isinstance(self.source, (str, os.PathLike))
         task = self.board.task(
             "prep decode+hash+write", count_records(self.source) if from_path else None
         )
         options = dict(settings.source_options)
         options.setdefault("absolute_paths", settings.absolute_sources)
-        parts = self.engine.parts(self.source, settings.batch_size, options)
-        first = _Pass1()
-        labels = [np.zeros(0, np.int32)]
-        step = partial(_stream_numbered, context, vocab.to_json())
-        image = settings.shards.image_column
-        os.makedirs(self.staging, exist_ok=True)
-        for result in self.engine.map(step, enumerate(parts)):
-            table = result.table
-            if table is not None:
-                # The report's small columns only (captions, licences, formats).
-                small = table.drop_columns(
-                    [c for c in (image, "labels") if c in table.schema.names]
-                )
-                atomic_arrow(small, part_path(self.staging, result.part))
-            first.add(result, self.staging)
-            if table is not None:
-                num_labels = table.column("num_labels").to_numpy().astype(np.int32)
-                labels.append(num_labels)
-                code = decider.decide(result.state, num_labels)
-                shards.add(table.filter(pa.array(code == Decision.KEEP)))
-            task.update(result.input)
-        written = shards.close()
+        done = run_single_pass(
+            engine=self.engine,
+            parts=self.engine.parts(self.source, settings.batch_size, options),
+            context=PassContext(self.staging, settings, self.resume, threads, "<dataset>"),
+            write=WriteContext(
+                self.out,
+                (),
+                pa.schema([]),
+                settings.shards,
+                vocab.to_json(),
+                num_threads=threads,
+                privacy=PrivacySpec.from_settings(settings),
+            ),
+            vocab=vocab,
+            decider=FirstSeen(settings, eval_hashes=self.eval_hashes()),
+            resume=self.resume,
+            task=task,
+        )
         task.close()
-        log.info("single pass: %d records, %d shards", first.total, len(written))
-        return first, np.concatenate(labels), decider.decisions(first.state()), written
+        log.info("single pass: %d records, %d shards", done.totals.total, len(done.shards))
+        decisions = done.decider.decisions(done.totals.state())
+        return done.totals, done.num_labels, decisions, done.shards
 
     def labels(self, parts: list[str], vocab: Vocabulary) -> np.ndarray:
         context = LabelContext(vocab.to_json(), self.engine.task_threads())
@@ -407,7 +346,7 @@ class _Job:
         pdq = pa.concat_arrays(hashes) if hashes else pa.array([], pa.binary(32))
         return keys, pdq
 
-    def pass2(self, first: _Pass1, decisions: Decisions, vocab: Vocabulary) -> list[dict]:
+    def pass2(self, first: PassTotals, decisions: Decisions, vocab: Vocabulary) -> list[dict]:
         if not first.parts:
             return []
         starts = np.cumsum([0, *first.part_rows])
@@ -537,57 +476,7 @@ def _stage_numbered(context: PassContext, numbered: tuple[int, Any]) -> PartResu
     return stage_part(context, part, data)
 
 
-def _stream_numbered(
-    context: PassContext, vocab_json: str, numbered: tuple[int, Any]
-) -> PartResult:
-    part, data = numbered
-    return stream_part(context, vocab_json, part, data)
-
-
-class ShardStream:
-    """Kept records in input order, cut into shards of ``size`` records as
-    they come (single pass). Each shard's pieces are unified to one schema
-    (:func:`run_schema`); later shards cannot change an earlier one's, so a
-    source column whose type changes between batches may differ between
-    shards (the two-pass mode unifies the whole run)."""
-
-    def __init__(self, context: WriteContext, size: int) -> None:
-        self.context, self.size = context, size
-        self.pending: list[pa.Table] = []
-        self.count = 0
-        self.written: list[dict] = []
-
-    def add(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        self.pending.append(table)
-        self.count += table.num_rows
-        while self.count >= self.size:
-            self._write(self.size)
-
-    def close(self) -> list[dict]:
-        if self.count:
-            self._write(self.count)
-        return self.written
-
-    def _write(self, records: int) -> None:
-        pieces, needed = [], records
-        while needed:
-            head = self.pending[0]
-            if head.num_rows <= needed:
-                pieces.append(self.pending.pop(0))
-                needed -= head.num_rows
-            else:
-                pieces.append(head.slice(0, needed))
-                self.pending[0] = head.slice(needed)
-                needed = 0
-        self.count -= records
-        schema = run_schema([p.schema for p in pieces])
-        table = pa.concat_tables([conform(p, schema) for p in pieces])
-        self.written.append(write_shard_table(self.context, len(self.written), table))
-
-
-def _thumbnails(first: _Pass1, rows: list[int]) -> dict[int, np.ndarray]:
+def _thumbnails(first: PassTotals, rows: list[int]) -> dict[int, np.ndarray]:
     """Pixels of the given staged records (thumbnails of encoded stores)."""
     from fastprep.pipeline.report.gather import staged_rows
 

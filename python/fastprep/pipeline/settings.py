@@ -89,8 +89,8 @@ class PrepSettings:
     decoding), a given vocabulary (``vocabulary``: a vocab.json path, used
     instead of one built from the corpus) and ``single_pass`` (with a given
     vocabulary: the source is read, decided and written in one pass, keeping
-    the first copy of duplicates; nothing staged, no resume; see
-    :class:`fastprep.pipeline.decisions.FirstSeen`), damaged images (``on_damaged``: ``keep`` them with their
+    the first copy of duplicates; no pixels staged; see
+    :mod:`fastprep.pipeline.single_pass`), damaged images (``on_damaged``: ``keep`` them with their
     ``warnings``, or ``drop`` them as ``damaged``), reading (``batch_size``, ``source_options`` for Parquet
     column names and ``absolute_paths``) and ``hf_datasets`` (default True:
     shards in the layout Hugging Face ``datasets`` loads,
