@@ -282,3 +282,28 @@ def test_dataloader_reads_an_hf_exported_parquet(tmp_path):
         loader = DataLoader(source, batch_size=3, transform=evaluate(32))
         batch = next(iter(loader))
         assert np.array_equal(batch["image"].permute(0, 2, 3, 1).numpy(), expected)
+
+
+@pytest.mark.parametrize("hf", [True, False], ids=["nested", "canonical"])
+def test_tensor_parquet_pixels_are_delta_coded_and_read_everywhere(corpus, hf, tmp_path):
+    """Parquet keeps uint8 as 32-bit integers: plain pages cost 4 bytes a
+    pixel. Pixel columns are delta-coded (a standard encoding), so a shard's
+    pixels take about their raw size, and polars and duckdb read the same
+    values as pyarrow."""
+    polars = pytest.importorskip("polars")
+    duckdb = pytest.importorskip("duckdb")
+    _root, src, expected = corpus
+    result = prep(src, tmp_path / "out", hf_datasets=hf, **OPTIONS)
+    path = str(tmp_path / "out" / result.manifest["outputs"][0]["file"])
+    meta = pq.ParquetFile(path).metadata
+    columns = [meta.row_group(0).column(i) for i in range(meta.num_columns)]
+    pixels = next(c for c in columns if c.path_in_schema.startswith("pixels"))
+    assert "DELTA_BINARY_PACKED" in pixels.encodings
+    raw = expected["pixels"].size
+    assert pixels.total_compressed_size < 1.3 * raw, (pixels.total_compressed_size, raw)
+    frame = polars.read_parquet(path)
+    got = np.array(frame["pixels"].to_list(), dtype=np.uint8).reshape(expected["pixels"].shape)
+    assert np.array_equal(got, expected["pixels"])
+    rows = duckdb.sql(f"select pixels from '{path}'").fetchall()
+    got = np.array([r[0] for r in rows], dtype=np.uint8).reshape(expected["pixels"].shape)
+    assert np.array_equal(got, expected["pixels"])

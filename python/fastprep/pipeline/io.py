@@ -38,7 +38,7 @@ def atomic(path: str, write: Callable[[str], None]) -> None:
 
 def _bulky(field: pa.Field) -> bool:
     """Pixel and image-bytes columns: dictionaries and statistics only cost there."""
-    kind = field.type.storage_type if isinstance(field.type, pa.ExtensionType) else field.type
+    kind = field.type.storage_type if isinstance(field.type, pa.BaseExtensionType) else field.type
     return (
         pa.types.is_fixed_size_list(kind)
         or pa.types.is_binary(kind)
@@ -47,22 +47,43 @@ def _bulky(field: pa.Field) -> bool:
     )
 
 
+def _integer_leaf(field: pa.Field) -> str | None:
+    """The Parquet column path of a (nested) list of integers, else None."""
+    path, kind = field.name, field.type
+    while True:
+        if isinstance(kind, pa.BaseExtensionType):
+            kind = kind.storage_type
+        if (
+            pa.types.is_list(kind)
+            or pa.types.is_large_list(kind)
+            or pa.types.is_fixed_size_list(kind)
+        ):
+            path, kind = path + ".list.element", kind.value_type
+        else:
+            return path if pa.types.is_integer(kind) else None
+
+
 def atomic_parquet(table: pa.Table | pa.RecordBatch, path: str, row_group_size: int) -> None:
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     small = [f.name for f in table.schema if not _bulky(f)]
-    pixels = {
-        f.name: "PLAIN"
+    # Pixel lists: no dictionary (measured 4.3x faster to write than the
+    # default dictionary attempt: pixels do not repeat) and delta-coded
+    # values. Parquet stores uint8 as 32-bit integers, so plain pages hold 4
+    # bytes a pixel (1.78x the raw RGB after snappy); delta coding packs
+    # neighbouring differences into a few bits (0.96x the raw RGB, and ~10%
+    # faster to write, measured on 224x224 photos). A standard encoding that
+    # pyarrow, polars, duckdb and Spark read.
+    deltas = {
+        leaf: "DELTA_BINARY_PACKED"
         for f in table.schema
-        if _bulky(f) and not pa.types.is_binary(getattr(f.type, "storage_type", f.type))
+        if _bulky(f) and (leaf := _integer_leaf(f)) is not None
     }
     options = {
         "row_group_size": row_group_size,
         "use_dictionary": small,
         "write_statistics": small,
-        # Pixel lists: plain pages (measured 4.3x faster to write than the
-        # default dictionary attempt, and as small: pixels do not repeat).
-        "column_encoding": pixels or None,
+        "column_encoding": deltas or None,
     }
     atomic(path, lambda tmp: pq.write_table(table, tmp, **options))
 

@@ -9,6 +9,9 @@ as Arrow arrays. The corpus-wide decisions follow
 duplicates, eval-set leaks, vocabulary). Pass 2 cuts the survivors into
 shards and writes each from the staged parts.
 
+With a given vocabulary and ``single_pass``, the source is read, decided
+and written in one pass instead (:mod:`fastprep.pipeline.single_pass`).
+
 Every file is written under a temporary name and renamed, so an interrupted
 run leaves no half-written file. A staged part is complete once its
 ``.done`` marker exists, and shards are numbered deterministically, so
