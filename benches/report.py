@@ -23,6 +23,7 @@ TASKS = {
     "decode": "decode (full size)",
     "crop224": "shorter side 256 + centre crop 224",
     "resize224": "resize to 224x224",
+    "floor": "entropy-decoding floor (1/8-scale decode)",
 }
 CORPORA = {"imagenet": "ImageNet-like 500x375", "instagram": "Instagram-like 1080x1080"}
 LIBRARY_ORDER = ["fastprep", "Pillow-SIMD", "Pillow", "OpenCV", "simplejpeg", "torchvision"]
@@ -117,6 +118,32 @@ def markdown(rows: list[dict], stat: str) -> str:
     return "\n".join(lines)
 
 
+def floor_notes(rows: list[dict]) -> list[str]:
+    """Per corpus, fastprep's one-thread crop and resize rates as a fraction
+    of its entropy-decoding floor (the ``floor`` row), and the best peer's."""
+    base = _fastprep_base(rows)
+    notes = []
+    for corpus in CORPORA:
+        floor = base.get(("floor", corpus))
+        if floor is None:
+            continue
+        parts = []
+        for task in ("crop224", "resize224"):
+            ours = base.get((task, corpus))
+            peers = [r["rate"] for r in rows if r["task"] == task and r["corpus"] == corpus
+                     and r["library"] != "fastprep" and r["threads"] == 1]  # fmt: skip
+            if ours is None:
+                continue
+            text = f"{task} {ours / floor:.0%} of the floor"
+            if peers:
+                text += (
+                    f" (best peer {max(peers) / floor:.0%}; fastprep {ours / max(peers):.2f}x it)"
+                )
+            parts.append(text)
+        notes.append(f"{CORPORA[corpus]}: floor {_rate(floor)} images/s; " + "; ".join(parts))
+    return notes
+
+
 def _machine_line(machines: list[dict]) -> str:
     seen = []
     for info in machines:
@@ -164,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             "corpus. Peers run on one thread. "
             f"Machine: {_machine_line(machines)}."
         )
+        for note in floor_notes(rows):
+            print(f"- {note}")
     return 0
 
 

@@ -6,7 +6,10 @@ Three tasks, each over a whole corpus set (``imagenet``: 96 JPEGs of 500x375 /
 * ``decode``: full-size RGB;
 * ``crop224``: shorter side to 256, then the centre 224x224 (torchvision
   ``Resize(256) + CenterCrop(224)``);
-* ``resize224``: stretch to 224x224.
+* ``resize224``: stretch to 224x224;
+* ``floor`` (fastprep only): a 1/8-scale decode, the entropy-decoding floor
+  the other tasks are measured against (``benches/report.py`` prints the
+  crop and resize rows as a fraction of it).
 
 Every row ends with RGB uint8 pixels (HxWx3; CHW tensors for torchvision) and
 processes the whole set once per round from bytes already in memory, so file I/O
@@ -212,6 +215,35 @@ def test_fastprep(run_bench, corpus_bytes, task, corpus_name, threads, reduced):
         version=version,
         variant="reduced" if reduced else "plain",
         label=label,
+    )
+
+
+@pytest.mark.parametrize("corpus_name", CORPORA)
+def test_fastprep_floor(run_bench, corpus_bytes, corpus_name):
+    """The entropy-decoding floor of a set: its JPEGs decoded at 1/8 scale
+    (each 8x8 block's DC coefficient only: no inverse DCT to speak of, 1/64
+    of the colour conversion) and resized to 32x32. Every task must read all
+    the entropy-coded data this row reads, so no decoder beats this rate by
+    much; the crop and resize rows are reported as a fraction of it."""
+    fastprep = require("fastprep")
+    datas = corpus_bytes(corpus_name)
+    options = {"size": 32, "mode": "resize", "filter": "bilinear", "num_threads": 1}
+
+    def process_all():
+        return fastprep.decode_images(datas, **options)
+
+    batch = process_all()
+    assert batch.num_rows == len(datas) and batch.column("error").null_count == len(datas)
+    run_bench(
+        process_all,
+        len(datas),
+        threads=1,
+        task="floor",
+        corpus=corpus_name,
+        library="fastprep",
+        version=getattr(fastprep, "__version__", ""),
+        variant="reduced",
+        label="fastprep, 1/8-scale decode",
     )
 
 
