@@ -32,14 +32,12 @@ import time
 from pathlib import Path
 
 import fastprep
-import pyarrow as pa
 import pyarrow.parquet as pq
-from fastprep import _core
 from fastprep.hashtags import HashtagCounts, build_vocabulary, save_vocabulary
 from fastprep.pipeline import prep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_prep_bench import BATCH, corpus_file
+from test_prep_bench import core_round, corpus_file
 
 FORMATS = (("tensor", "arrow"), ("tensor", "parquet"), ("jpeg", "parquet"))
 
@@ -57,19 +55,6 @@ def main() -> None:
     vocabulary = str(work / "vocab.json")
     save_vocabulary(build_vocabulary(counts), vocabulary)
 
-    def core(encode: bool) -> None:
-        for start in range(0, len(images), BATCH):
-            decoded = fastprep.decode_images(
-                images.slice(start, BATCH), size=224, hashes=["xxh3", "pdq"], num_threads=threads
-            )
-            if encode:
-                _core.encode_variable(
-                    pa.chunked_array([decoded.column("pixels").storage]),
-                    decoded.column("height").to_pylist(),
-                    decoded.column("width").to_pylist(),
-                    "jpeg", 90, "420", threads,
-                )  # fmt: skip
-
     def run(image_format: str, sink: str, single: bool) -> None:
         out = work / "out"
         shutil.rmtree(out, ignore_errors=True)
@@ -77,7 +62,10 @@ def main() -> None:
         prep(source, out, size=224, report=False, num_threads=threads, records_per_shard=1000,
              image_format=image_format, sink=sink, **extra)  # fmt: skip
 
-    cases = {"core": lambda: core(False), "core jpeg": lambda: core(True)}
+    cases = {
+        "core": lambda: core_round(images, threads, encode=False),
+        "core jpeg": lambda: core_round(images, threads, encode=True),
+    }
     for image_format, sink in FORMATS:
         for single in (False, True):
             name = f"{image_format} {sink} {'single pass' if single else 'two passes'}"

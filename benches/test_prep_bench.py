@@ -71,25 +71,31 @@ def source() -> Path:
     return corpus_file()
 
 
+def core_round(images: pa.ChunkedArray, threads: int, encode: bool) -> None:
+    """The image core's work on every record: decode, centre crop 224, xxh3 +
+    PDQ, in prep's batch size (one 288 MB call instead measured 1.3-2.0 s
+    from run to run: page faults of a fresh buffer each time); ``encode``:
+    and the JPEG q90 encoding of each output, the JPEG rows' work."""
+    for start in range(0, len(images), BATCH):
+        decoded = fastprep.decode_images(
+            images.slice(start, BATCH), size=224, hashes=["xxh3", "pdq"], num_threads=threads
+        )
+        if encode:
+            _core.encode_variable(
+                pa.chunked_array([decoded.column("pixels").storage]),
+                decoded.column("height").to_pylist(),
+                decoded.column("width").to_pylist(),
+                "jpeg", 90, "420", threads,
+            )  # fmt: skip
+
+
 @pytest.mark.parametrize("image_format", ["tensor", "jpeg"])
 def test_core(benchmark, source, image_format):
     images = pq.read_table(source, columns=["jpg"]).column("jpg")
     threads = fastprep.default_num_threads()
 
     def run():
-        # In prep's batch size: one 288 MB call instead measured 1.3-2.0 s
-        # from run to run (page faults of a fresh buffer each time).
-        for start in range(0, len(images), BATCH):
-            decoded = fastprep.decode_images(
-                images.slice(start, BATCH), size=224, hashes=["xxh3", "pdq"], num_threads=threads
-            )
-            if image_format == "jpeg":  # the JPEG rows' outputs: every record re-encoded
-                _core.encode_variable(
-                    pa.chunked_array([decoded.column("pixels").storage]),
-                    decoded.column("height").to_pylist(),
-                    decoded.column("width").to_pylist(),
-                    "jpeg", 90, "420", threads,
-                )  # fmt: skip
+        core_round(images, threads, encode=image_format == "jpeg")
 
     run()
     benchmark.group = "prep vs image core (records/s)"

@@ -102,19 +102,6 @@ mod tests {
     use super::*;
     use crate::dedup::search_query;
 
-    fn random_set(n: usize, words: usize, seed: u64) -> HashSet {
-        let mut x = seed;
-        let data = (0..n * words)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                x ^ (x >> 29)
-            })
-            .collect();
-        HashSet { words, data }
-    }
-
     fn slice(set: &HashSet, from: usize, to: usize) -> HashSet {
         HashSet {
             words: set.words,
@@ -124,7 +111,7 @@ mod tests {
 
     #[test]
     fn grown_in_batches_answers_as_one_index_built_at_once() {
-        let mut all = random_set(6_000, 4, 7);
+        let mut all = HashSet::random(6_000, 4, 7);
         // Near copies (a few bits flipped) of earlier hashes.
         for c in 0..400 {
             let mut h = all.get(c * 11 % 5_000).to_vec();
@@ -148,7 +135,7 @@ mod tests {
 
     #[test]
     fn small_and_empty_indexes_scan() {
-        let set = random_set(10, 1, 3);
+        let set = HashSet::random(10, 1, 3);
         let mut index = GrowingIndex::new(1).unwrap();
         assert!(index.query(&set, 8).unwrap().is_empty());
         index.add(&set).unwrap();
@@ -160,8 +147,8 @@ mod tests {
     #[test]
     fn widths_must_match() {
         let mut index = GrowingIndex::new(4).unwrap();
-        assert!(index.add(&random_set(2, 1, 1)).is_err());
-        assert!(index.query(&random_set(2, 1, 1), 4).is_err());
+        assert!(index.add(&HashSet::random(2, 1, 1)).is_err());
+        assert!(index.query(&HashSet::random(2, 1, 1), 4).is_err());
         assert!(GrowingIndex::new(0).is_err());
     }
 }

@@ -58,6 +58,21 @@ impl HashSet {
         self.words as u32 * 64
     }
 
+    /// `n` pseudo-random hashes of `words` words (an LCG from `seed`), for tests.
+    #[cfg(test)]
+    pub fn random(n: usize, words: usize, seed: u64) -> HashSet {
+        let mut x = seed;
+        let data = (0..n * words)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                x ^ (x >> 29)
+            })
+            .collect();
+        HashSet { words, data }
+    }
+
     /// The 16-bit slot `s` of hash `i` (slot 0 is the top 16 bits of word 0).
     #[inline]
     pub fn slot(&self, i: usize, s: usize) -> u16 {

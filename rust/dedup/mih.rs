@@ -240,19 +240,6 @@ pub(super) fn probe_queries<B: Buckets>(
 mod tests {
     use super::*;
 
-    fn random_set(n: usize, words: usize, seed: u64) -> HashSet {
-        let mut x = seed;
-        let data = (0..n * words)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                x ^ (x >> 29)
-            })
-            .collect();
-        HashSet { words, data }
-    }
-
     /// Copies of some hashes with a few bits flipped, appended to the set.
     fn plant(set: &mut HashSet, copies: usize, flips: u32) {
         let words = set.words;
@@ -268,7 +255,7 @@ mod tests {
 
     #[test]
     fn mih_equals_brute_force_on_256_bit_hashes() {
-        let mut set = random_set(20_000, 4, 1);
+        let mut set = HashSet::random(20_000, 4, 1);
         plant(&mut set, 300, 20);
         let fast = search_pairs(&set, 31);
         assert_eq!(fast, brute_pairs(&set, 31));
@@ -277,7 +264,7 @@ mod tests {
 
     #[test]
     fn mih_equals_brute_force_on_64_bit_hashes_and_queries() {
-        let mut set = random_set(30_000, 1, 2);
+        let mut set = HashSet::random(30_000, 1, 2);
         plant(&mut set, 200, 6);
         assert_eq!(search_pairs(&set, 8), brute_pairs(&set, 8));
         let queries = HashSet {
@@ -295,6 +282,6 @@ mod tests {
 
     #[test]
     fn widths_must_match() {
-        assert!(search_query(&random_set(2, 1, 3), &random_set(2, 4, 3), 4).is_err());
+        assert!(search_query(&HashSet::random(2, 1, 3), &HashSet::random(2, 4, 3), 4).is_err());
     }
 }
