@@ -11,7 +11,7 @@ things (a thread here, a Ray task, a Spark task) on files under the run's
   staged parts; a resumed run keeps shards already written.
 * :func:`hash_eval_part`: the eval set's PDQ hashes.
 * :func:`stream_part` (single pass): pass 1's work on one source batch plus
-  its labels, kept in memory (nothing staged); the driver decides and
+  its labels, returned to the driver (no pixels staged), which decides and
   writes shards from it (:func:`write_shard_table`).
 """
 
