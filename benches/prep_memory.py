@@ -1,6 +1,7 @@
 """Peak memory of ``prep`` while streaming a large corpus.
 
     python benches/prep_memory.py --records 100000   # builds the corpus once, then measures
+    python benches/prep_memory.py --records 100000 --single-pass
 
 The corpus is one Parquet file of small JPEGs (128x96, smooth random patterns
 with noise; every sixth is a re-noised copy of the one before: a planted
@@ -9,6 +10,9 @@ hashtag captions. ``prep`` runs in a fresh process (64x64 output, PDQ dedup
 on, no report); its peak RSS comes from ``getrusage(RUSAGE_CHILDREN)``.
 Run it for two sizes: bounded memory means the peak barely moves with the
 corpus size (only ~100 bytes of hashes and keys per record stay in memory).
+``--single-pass`` runs the single pass instead, with a vocabulary built from
+the captions before the timing (the driver then also holds the growing
+index of keepers' hashes and a dictionary of their xxh3).
 """
 
 from __future__ import annotations
@@ -57,20 +61,29 @@ def build(path: Path, records: int) -> None:
 
 
 CHILD = """
-import json, sys, time
+import json, os, sys, time
 from fastprep.pipeline import prep
+single = {}
+if len(sys.argv) > 3:
+    import pyarrow.parquet as pq
+    from fastprep.hashtags import HashtagCounts, build_vocabulary, save_vocabulary
+    counts = HashtagCounts()
+    counts.update(pq.read_table(sys.argv[1], columns=["caption"]).column("caption"))
+    vocab = os.path.join(os.path.dirname(sys.argv[2]), "vocab.json")
+    save_vocabulary(build_vocabulary(counts), vocab)
+    single = {"vocabulary": vocab, "single_pass": True}
 start = time.perf_counter()
-result = prep(sys.argv[1], sys.argv[2], size=64, report=False, records_per_shard=10000)
+result = prep(sys.argv[1], sys.argv[2], size=64, report=False, records_per_shard=10000, **single)
 seconds = time.perf_counter() - start
 print(json.dumps({"totals": result.manifest["totals"], "seconds": seconds}))
 """
 
 
-def measure(path: Path) -> dict:
+def measure(path: Path, single_pass: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as out:
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         proc = subprocess.run(
-            [sys.executable, "-c", CHILD, str(path), out + "/out"],
+            [sys.executable, "-c", CHILD, str(path), out + "/out", *(["1"] if single_pass else [])],
             capture_output=True,
             text=True,
             check=True,
@@ -89,6 +102,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--root", type=Path, default=HERE / ".corpus")
+    parser.add_argument("--single-pass", action="store_true")
     args = parser.parse_args()
     path = args.root / f"prep-memory-{args.records}.parquet"
     if not path.exists():
@@ -96,8 +110,10 @@ def main() -> int:
         started = time.perf_counter()
         build(path, args.records)
         print(f"built {path} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    result = measure(path)
-    print(json.dumps({"records": args.records, **result}, indent=2))
+    result = measure(path, args.single_pass)
+    print(
+        json.dumps({"records": args.records, "single_pass": args.single_pass, **result}, indent=2)
+    )
     return 0
 
 
