@@ -303,3 +303,21 @@ def test_every_sink_and_store_gives_the_two_pass_shards(two_pass, tmp_path, opti
             assert pq.read_table(one_path).equals(pq.read_table(two_path)), name
         else:
             assert one_path.read_bytes() == two_path.read_bytes(), name
+
+
+def test_kept_rows_stay_views_of_their_batch():
+    """Survivors are cut out as slices of the decoded batch (no pixel copied)
+    unless they are so scattered that the slices would be tiny."""
+    from fastprep.pipeline.passes import rows_of
+
+    pixels = pa.array(np.arange(64 * 12, dtype=np.uint8)).cast(pa.uint8())
+    table = pa.table({"pixels": pa.FixedSizeListArray.from_arrays(pixels, 12), "i": range(64)})
+    address = table.column("pixels").chunk(0).values.buffers()[1].address
+    cases = [(np.arange(10, 40), True), (np.r_[0:20, 30:64], True), (np.arange(0, 64, 2), False),
+             (np.array([], int), None)]  # fmt: skip
+    for rows, views in cases:
+        got = rows_of(table, rows)
+        assert got.equals(table.take(pa.array(rows, pa.int64()))), rows
+        if views is not None:
+            chunks = got.column("pixels").chunks
+            assert all(c.values.buffers()[1].address == address for c in chunks) == views, rows

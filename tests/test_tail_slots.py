@@ -48,7 +48,7 @@ def test_dropped_batches_free_their_slots_for_later_ones(folder, expected, num_w
             del x
     # 15 batches; the first ones before the layout was known, then slots reused
     assert loader._slots.spec == (4, (3, 24, 24), torch.float32)
-    assert loader._slots.slots, "slots were made and handed out"
+    assert 1 <= len(loader._slots.slots) <= loader._slots.limit
     assert len(storages) < 15
 
 

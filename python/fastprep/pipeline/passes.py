@@ -357,11 +357,19 @@ class WriteContext:
     privacy: PrivacySpec = field(default_factory=PrivacySpec)
 
 
-def _piece(table: pa.Table, rows: np.ndarray) -> pa.Table:
-    """Rows of a part; a contiguous run stays a view of the mapped file."""
-    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-        return table.slice(int(rows[0]), len(rows))
-    return table.take(pa.array(rows, pa.int64()))
+def rows_of(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """The given rows (ascending) of a part: each contiguous run a slice, so
+    pixels stay where they are (a mapped staged file, a decoded batch); rows
+    so scattered that the runs would be tiny chunks are gathered instead."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return table.slice(0, 0)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    if len(breaks) + 1 > max(1, len(rows) // 8):
+        return table.take(pa.array(rows, pa.int64()))
+    starts, ends = np.r_[0, breaks], np.r_[breaks, len(rows)]
+    runs = [table.slice(int(rows[a]), int(b - a)) for a, b in zip(starts, ends)]
+    return runs[0] if len(runs) == 1 else pa.concat_tables(runs)
 
 
 def write_planned_shard(context: WriteContext, plan: ShardPlan) -> dict:
@@ -378,7 +386,7 @@ def write_planned_shard(context: WriteContext, plan: ShardPlan) -> dict:
     vocab = _vocabulary(context.vocab_json)
     tables = []
     for piece in plan.pieces:
-        table = _piece(conform(read_arrow(context.parts[piece.part]), context.schema), piece.rows)
+        table = rows_of(conform(read_arrow(context.parts[piece.part]), context.schema), piece.rows)
         labels = label_captions(table.column("caption"), vocab, num_threads=context.num_threads)
         table = table.append_column("labels", labels.column("labels"))
         tables.append(table.append_column("num_labels", labels.column("num_labels")))

@@ -18,6 +18,7 @@ already written: the outputs are the uninterrupted run's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ from fastprep.pipeline.passes import (
     PassTotals,
     WriteContext,
     part_path,
+    rows_of,
     stream_part,
     write_shard_table,
 )
@@ -250,9 +252,7 @@ def run_single_pass(
     written, (resume_part, skip_rows) = written_shards(write.out, write) if resume else ([], (0, 0))
     if written:
         log.info("resuming after %d shards, from part %d", len(written), resume_part)
-    context = PassContext(
-        staging, settings, resume, context.num_threads, context.source_name, resume_part
-    )
+    context = dataclasses.replace(context, resume=resume, resume_from=resume_part)
     shards = ShardStream(write, settings.records_per_shard, written, (resume_part, skip_rows))
     driver = _Driver(staging, settings.shards.image_column, resume_part, decider, shards, task)
     os.makedirs(staging, exist_ok=True)
@@ -299,5 +299,5 @@ class _Driver:
         self.totals.add(result, self.staging)
         if result.table is not None and outcome is not None:
             keep = outcome.column("code").to_numpy() == Decision.KEEP
-            self.shards.add(result.part, result.table.filter(pa.array(keep)))
+            self.shards.add(result.part, rows_of(result.table, np.flatnonzero(keep)))
         self.task.update(result.input)
