@@ -96,24 +96,24 @@ pub fn luma_from_rgb(rgb: &[u8]) -> Vec<f32> {
 /// [`luma_from_rgb`] into `luma` (one value per pixel). Each product is the
 /// double-precision `value * weight` the reference computes, summed in its
 /// order; with AVX2 four pixels at a time (the same IEEE operations).
-fn luma_into(rgb: &[u8], luma: &mut [f32]) {
+pub(super) fn luma_into(rgb: &[u8], luma: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present.
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 and FMA are present.
         return unsafe { luma_into_avx2(rgb, luma) };
     }
     luma_into_plain(rgb, luma)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn luma_into_avx2(rgb: &[u8], luma: &mut [f32]) {
     let done = super::pdq_avx2::luma_avx2(rgb, luma);
     luma_into_plain(&rgb[3 * done..], &mut luma[done..])
 }
 
 #[inline(always)]
-fn luma_into_plain(rgb: &[u8], luma: &mut [f32]) {
+pub(super) fn luma_into_plain(rgb: &[u8], luma: &mut [f32]) {
     for (out, p) in luma.iter_mut().zip(rgb.chunks_exact(3)) {
         let (r, g, b) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
         *out = (r * 0.299 + g * 0.587 + b * 0.114) as f32;
@@ -127,7 +127,7 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-fn window_size(old: usize, new: usize) -> usize {
+pub(super) fn window_size(old: usize, new: usize) -> usize {
     old.div_ceil(2 * new)
 }
 
@@ -375,54 +375,30 @@ fn box_cols(
     });
 }
 
+/// The rows and columns decimation samples: the centres of 64 equal bands.
+pub(super) fn sample_points(rows: usize, cols: usize) -> (Vec<usize>, Vec<usize>) {
+    let centres = |len: usize| -> Vec<usize> {
+        (0..64)
+            .map(|i| (((i as f64 + 0.5) * len as f64) / 64.0) as usize)
+            .collect()
+    };
+    (centres(rows), centres(cols))
+}
+
 /// The reference's two x/y passes, computing only what decimation reads:
 /// the second row pass divides only at the 64 sampled columns, and the second
 /// column pass runs only down those columns and divides only at the sampled
-/// rows. Same floating-point operations in the same order as [`jarosz`].
+/// rows. Same floating-point operations in the same order as [`jarosz`]. The
+/// portable path; with AVX2, [`super::pdq_avx2::decimate`] does the same
+/// fused strip by strip.
 fn jarosz_decimate(
     luma: &mut [f32],
     scratch: &mut Vec<f32>,
     rows: usize,
     cols: usize,
 ) -> [[f32; 64]; 64] {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present.
-        return unsafe { jarosz_decimate_avx2(luma, scratch, rows, cols) };
-    }
-    jarosz_decimate_plain(luma, scratch, rows, cols, false)
-}
-
-/// The same code compiled for AVX2: the eight-lane running sums become one
-/// 256-bit operation (plain IEEE adds, subtracts and divides: same bits).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn jarosz_decimate_avx2(
-    luma: &mut [f32],
-    scratch: &mut Vec<f32>,
-    rows: usize,
-    cols: usize,
-) -> [[f32; 64]; 64] {
-    jarosz_decimate_plain(luma, scratch, rows, cols, true)
-}
-
-/// `avx2`: the row passes use [`super::pdq_avx2::box_rows_avx2`] (only set from
-/// [`jarosz_decimate_avx2`]).
-#[inline(always)]
-fn jarosz_decimate_plain(
-    luma: &mut [f32],
-    scratch: &mut Vec<f32>,
-    rows: usize,
-    cols: usize,
-    avx2: bool,
-) -> [[f32; 64]; 64] {
     let (wr, wc) = (window_size(cols, 64), window_size(rows, 64));
-    let sample_rows: Vec<usize> = (0..64)
-        .map(|i| (((i as f64 + 0.5) * rows as f64) / 64.0) as usize)
-        .collect();
-    let sample_cols: Vec<usize> = (0..64)
-        .map(|j| (((j as f64 + 0.5) * cols as f64) / 64.0) as usize)
-        .collect();
+    let (sample_rows, sample_cols) = sample_points(rows, cols);
     let mut keep_rows = vec![false; rows];
     sample_rows.iter().for_each(|&r| keep_rows[r] = true);
     let mut keep_cols = vec![false; cols];
@@ -433,28 +409,9 @@ fn jarosz_decimate_plain(
     let scratch = &mut scratch[..luma.len()];
     let mut distinct_cols = sample_cols.clone();
     distinct_cols.dedup();
-    let row_pass = |input: &[f32], output: &mut [f32], keep: Option<(&[bool], &[usize])>| {
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: `avx2` is only set when AVX2 is present.
-            return unsafe {
-                super::pdq_avx2::box_rows_avx2(input, output, rows, cols, wr, keep.map(|k| k.1))
-            };
-        }
-        let _ = avx2;
-        box_rows(input, output, rows, cols, wr, keep.map(|k| k.0))
-    };
-    row_pass(luma, scratch, None);
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `avx2` is only set when AVX2 is present.
-        unsafe { super::pdq_avx2::box_cols_avx2(scratch, luma, rows, cols, wc) };
-    } else {
-        box_cols(scratch, luma, rows, cols, wc, &all_cols, None);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
+    box_rows(luma, scratch, rows, cols, wr, None);
     box_cols(scratch, luma, rows, cols, wc, &all_cols, None);
-    row_pass(luma, scratch, Some((&keep_cols, &distinct_cols)));
+    box_rows(luma, scratch, rows, cols, wr, Some(&keep_cols));
     box_cols(
         scratch,
         luma,
@@ -563,7 +520,35 @@ fn bits(dct: &[[f32; 16]; 16]) -> Pdq256 {
 
 /// PDQ of a float luma image (`rows` x `cols`, row-major), consumed as scratch.
 pub fn pdq_from_luma(mut luma: Vec<f32>, rows: usize, cols: usize) -> PdqResult {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(small) = fused(super::pdq_avx2::Source::Luma(&luma), rows, cols) {
+        return from_decimated(&small);
+    }
     pdq_in(&mut luma, &mut Vec::new(), rows, cols)
+}
+
+/// The AVX2 decimation ([`super::pdq_avx2::decimate`]) where the CPU has it
+/// and the image needs filtering.
+#[cfg(target_arch = "x86_64")]
+fn fused(source: super::pdq_avx2::Source, rows: usize, cols: usize) -> Option<[[f32; 64]; 64]> {
+    let filtered = rows >= MIN_HASHABLE_DIM && cols >= MIN_HASHABLE_DIM && (rows, cols) != (64, 64);
+    if !(filtered
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma"))
+    {
+        return None;
+    }
+    // SAFETY: AVX2 and FMA are present.
+    Some(unsafe { super::pdq_avx2::decimate(source, rows, cols) })
+}
+
+fn from_decimated(small: &[[f32; 64]; 64]) -> PdqResult {
+    let dct = dct_64_to_16(small);
+    PdqResult {
+        hash: bits(&dct),
+        quality: quality(small),
+        dct,
+    }
 }
 
 fn pdq_in(luma: &mut [f32], scratch: &mut Vec<f32>, rows: usize, cols: usize) -> PdqResult {
@@ -583,16 +568,16 @@ fn pdq_in(luma: &mut [f32], scratch: &mut Vec<f32>, rows: usize, cols: usize) ->
     } else {
         jarosz_decimate(luma, scratch, rows, cols)
     };
-    let dct = dct_64_to_16(&small);
-    PdqResult {
-        hash: bits(&dct),
-        quality: quality(&small),
-        dct,
-    }
+    from_decimated(&small)
 }
 
-/// PDQ of an RGB8 image (luma and filter buffers reused per thread).
+/// PDQ of an RGB8 image: with AVX2, strip by strip from the bytes; else
+/// from a float luma image (buffers reused per thread).
 pub fn pdq_from_rgb(rgb: &[u8], width: usize, height: usize) -> PdqResult {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(small) = fused(super::pdq_avx2::Source::Rgb(rgb), height, width) {
+        return from_decimated(&small);
+    }
     /// Larger images get buffers of their own, freed after (a thread keeps
     /// at most 2 x 16 MB).
     const KEPT_PIXELS: usize = 1 << 22;
@@ -672,9 +657,50 @@ mod tests {
         }
     }
 
+    /// The reference's four full passes, then decimation.
+    fn reference_decimation(luma: &[f32], rows: usize, cols: usize) -> [[f32; 64]; 64] {
+        let mut filtered = luma.to_vec();
+        let mut scratch = vec![0f32; luma.len()];
+        jarosz(
+            &mut filtered,
+            &mut scratch,
+            rows,
+            cols,
+            window_size(cols, 64),
+            window_size(rows, 64),
+        );
+        decimate(&filtered, rows, cols)
+    }
+
+    fn assert_same_bits(got: &[[f32; 64]; 64], want: &[[f32; 64]; 64], what: &str) {
+        for i in 0..64 {
+            for j in 0..64 {
+                assert_eq!(
+                    got[i][j].to_bits(),
+                    want[i][j].to_bits(),
+                    "{what} at {i},{j}"
+                );
+            }
+        }
+    }
+
+    /// Common and odd shapes; the last has a window over 128 (no corrected
+    /// division).
+    const SIZES: [(usize, usize); 9] = [
+        (375, 500),
+        (64, 65),
+        (1004, 1600),
+        (42, 34),
+        (130, 7),
+        (5, 300),
+        (97, 33),
+        (333, 257),
+        (6, 17_000),
+    ];
+
     #[test]
-    fn fast_filter_is_bit_identical_to_the_plain_one() {
-        for (rows, cols) in [(375, 500), (64, 65), (1004, 1600), (42, 34), (130, 7)] {
+    fn fast_filters_are_bit_identical_to_the_reference() {
+        for (rows, cols) in SIZES {
             let mut x = 12345u32;
             let luma: Vec<f32> = (0..rows * cols)
                 .map(|_| {
@@ -682,32 +708,41 @@ mod tests {
                     (x >> 16) as f32 % 256.0 * 0.7
                 })
                 .collect();
-            let mut plain = luma.clone();
-            let mut scratch = vec![0f32; luma.len()];
-            jarosz(
-                &mut plain,
-                &mut scratch,
-                rows,
-                cols,
-                window_size(cols, 64),
-                window_size(rows, 64),
-            );
-            let expected = decimate(&plain, rows, cols);
-            let mut fast = luma.clone();
-            let got = jarosz_decimate(&mut fast, &mut Vec::new(), rows, cols);
-            // The portable path too (the dispatch above takes AVX2 when present).
-            let mut portable = luma.clone();
-            let plain = jarosz_decimate_plain(&mut portable, &mut Vec::new(), rows, cols, false);
-            for i in 0..64 {
-                for j in 0..64 {
-                    assert_eq!(
-                        got[i][j].to_bits(),
-                        expected[i][j].to_bits(),
-                        "{rows}x{cols} at {i},{j}"
-                    );
-                    assert_eq!(plain[i][j].to_bits(), expected[i][j].to_bits());
-                }
+            let expected = reference_decimation(&luma, rows, cols);
+            let what = format!("{rows}x{cols}");
+            let portable = jarosz_decimate(&mut luma.clone(), &mut Vec::new(), rows, cols);
+            assert_same_bits(&portable, &expected, &what);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(got) = fused(super::super::pdq_avx2::Source::Luma(&luma), rows, cols) {
+                assert_same_bits(&got, &expected, &what);
             }
+        }
+    }
+
+    /// From bytes, the fused filters divide by a corrected reciprocal.
+    #[test]
+    fn fused_filters_from_bytes_are_bit_identical_to_the_reference() {
+        for (rows, cols) in SIZES {
+            let mut x = 777u32;
+            let rgb: Vec<u8> = (0..rows * cols * 3)
+                .map(|i| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    // Smooth ramps with noise, flat black runs and saturation.
+                    match (i / 3 / cols) % 7 {
+                        0 => 0,
+                        1 => 255,
+                        _ => ((i / 3 % cols) as u32 / 3 + (x >> 27)) as u8,
+                    }
+                })
+                .collect();
+            let luma = luma_from_rgb(&rgb);
+            let expected = reference_decimation(&luma, rows, cols);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(got) = fused(super::super::pdq_avx2::Source::Rgb(&rgb), rows, cols) {
+                assert_same_bits(&got, &expected, &format!("{rows}x{cols}"));
+            }
+            let whole = pdq_from_rgb(&rgb, cols, rows);
+            assert_eq!(whole, from_decimated(&expected), "{rows}x{cols}");
         }
     }
 
@@ -739,5 +774,45 @@ mod tests {
     fn tiny_images_hash_to_zero_with_quality_zero() {
         let r = pdq_from_rgb(&[0; 4 * 4 * 3], 4, 4);
         assert_eq!((r.hash, r.quality), (Pdq256::default(), 0));
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn pdq_stage_timing() {
+        let (w, h) = (500usize, 375usize);
+        let mut x = 1u32;
+        let rgb: Vec<u8> = (0..w * h * 3)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                ((i / 3 % w) as u32 / 2 + (x >> 28)) as u8
+            })
+            .collect();
+        // The fastest of 30 rounds of 100: this VM's neighbours add noise.
+        let best = |f: &mut dyn FnMut()| {
+            (0..30)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..100 {
+                        f();
+                    }
+                    t.elapsed().as_secs_f64() * 1e4
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let mut luma = vec![0f32; w * h];
+        let luma_us = best(&mut || luma_into(&rgb, &mut luma));
+        let filter_us = best(&mut || {
+            std::hint::black_box(fused(super::super::pdq_avx2::Source::Luma(&luma), h, w));
+        });
+        let all_us = best(&mut || {
+            std::hint::black_box(pdq_from_rgb(&rgb, w, h));
+        });
+        eprintln!("luma {luma_us:.1} us, filters from luma {filter_us:.1} us, all {all_us:.1} us");
     }
 }
