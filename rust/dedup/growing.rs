@@ -95,6 +95,11 @@ impl Buckets for GrowingIndex {
     fn bucket(&self, slot: usize, value: u16) -> &[u32] {
         &self.tables[slot][value as usize]
     }
+
+    #[inline]
+    fn prefetch(&self, slot: usize, value: u16) {
+        super::mih::prefetch(&self.tables[slot][value as usize]);
+    }
 }
 
 #[cfg(test)]

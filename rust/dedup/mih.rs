@@ -18,6 +18,20 @@ use crate::error::CoreError;
 pub(super) trait Buckets: Sync {
     fn slots(&self) -> usize;
     fn bucket(&self, slot: usize, value: u16) -> &[u32];
+    /// Starts loading what [`Buckets::bucket`] reads first for this value.
+    fn prefetch(&self, slot: usize, value: u16);
+}
+
+/// A hint that `p` is read soon (no effect where unsupported).
+#[inline(always)]
+pub(super) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// One table per 16-bit slot: ids grouped by slot value (CSR layout).
@@ -69,6 +83,11 @@ impl Buckets for Index {
         let o = &self.offsets[slot];
         &self.ids[slot][o[value as usize] as usize..o[value as usize + 1] as usize]
     }
+
+    #[inline]
+    fn prefetch(&self, slot: usize, value: u16) {
+        prefetch(&self.offsets[slot][value as usize]);
+    }
 }
 
 /// The 16-bit probe masks of `plan`.
@@ -94,39 +113,86 @@ struct Search<'a, B: Buckets> {
     radius: u32,
 }
 
+/// How many candidates ahead of its check a candidate's hash is fetched.
+const PREFETCH_AHEAD: usize = 16;
+
+/// One thread's working lists for a query, reused from query to query.
+#[derive(Default)]
+struct Scratch {
+    /// (slot, value) of each nonempty bucket probed.
+    buckets: Vec<(usize, u16)>,
+    /// Candidate (slot, id) pairs.
+    candidates: Vec<(usize, u32)>,
+}
+
 impl<B: Buckets> Search<'_, B> {
+    /// A query's buckets and candidates are random reads in tables and
+    /// hashes far larger than the caches. Reads are asked for (prefetched)
+    /// before they are used, so the misses overlap instead of following one
+    /// another: every bucket head first, then every bucket's ids, then each
+    /// candidate's hash a fixed distance ahead of its check.
     #[inline(always)]
     fn query_body(
         &self,
         query: &HashSet,
         q: usize,
         only_after: Option<usize>,
+        scratch: &mut Scratch,
         out: &mut Vec<Pair>,
     ) {
         let qh = query.get(q);
-        for s in 0..self.index.slots() {
+        let slots = self.index.slots();
+        for s in 0..slots {
             let v = query.slot(q, s);
             for &mask in self.masks {
-                for &j in self.index.bucket(s, v ^ mask) {
-                    let j = j as usize;
-                    if only_after.is_some_and(|a| j <= a) {
-                        continue;
-                    }
-                    let first = self.plan.reports_at(s, |e| {
-                        (query.slot(q, e) ^ self.reference.slot(j, e)).count_ones()
-                    });
-                    if !first {
-                        continue;
-                    }
-                    let d = distance(qh, self.reference.get(j));
-                    if d <= self.radius {
-                        out.push(Pair {
-                            a: q as u32,
-                            b: j as u32,
-                            distance: d,
-                        });
-                    }
+                self.index.prefetch(s, v ^ mask);
+            }
+        }
+        scratch.buckets.clear();
+        for s in 0..slots {
+            let v = query.slot(q, s);
+            for &mask in self.masks {
+                if let Some(first) = self.index.bucket(s, v ^ mask).first() {
+                    prefetch(first);
+                    scratch.buckets.push((s, v ^ mask));
                 }
+            }
+        }
+        scratch.candidates.clear();
+        for &(s, value) in &scratch.buckets {
+            for &j in self.index.bucket(s, value) {
+                if only_after.is_some_and(|a| j as usize <= a) {
+                    continue;
+                }
+                scratch.candidates.push((s, j));
+            }
+        }
+        // The candidates' hashes, a fixed distance ahead of their checks (all
+        // at once would overflow L1 on a large index).
+        let ahead = |k: usize| {
+            if let Some(&(_, j)) = scratch.candidates.get(k + PREFETCH_AHEAD) {
+                prefetch(self.reference.get(j as usize).as_ptr());
+            }
+        };
+        for &(_, j) in scratch.candidates.iter().take(PREFETCH_AHEAD) {
+            prefetch(self.reference.get(j as usize).as_ptr());
+        }
+        for (k, &(s, j)) in scratch.candidates.iter().enumerate() {
+            ahead(k);
+            let j = j as usize;
+            let first = self.plan.reports_at(s, |e| {
+                (query.slot(q, e) ^ self.reference.slot(j, e)).count_ones()
+            });
+            if !first {
+                continue;
+            }
+            let d = distance(qh, self.reference.get(j));
+            if d <= self.radius {
+                out.push(Pair {
+                    a: q as u32,
+                    b: j as u32,
+                    distance: d,
+                });
             }
         }
     }
@@ -138,18 +204,46 @@ impl<B: Buckets> Search<'_, B> {
         query: &HashSet,
         q: usize,
         only_after: Option<usize>,
+        scratch: &mut Scratch,
         out: &mut Vec<Pair>,
     ) {
-        self.query_body(query, q, only_after, out)
+        self.query_body(query, q, only_after, scratch, out)
     }
 
-    fn query(&self, query: &HashSet, q: usize, only_after: Option<usize>, out: &mut Vec<Pair>) {
+    fn query(
+        &self,
+        query: &HashSet,
+        q: usize,
+        only_after: Option<usize>,
+        scratch: &mut Scratch,
+        out: &mut Vec<Pair>,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("popcnt") {
             // SAFETY: the CPU supports POPCNT (checked just above).
-            return unsafe { self.query_popcnt(query, q, only_after, out) };
+            return unsafe { self.query_popcnt(query, q, only_after, scratch, out) };
         }
-        self.query_body(query, q, only_after, out)
+        self.query_body(query, q, only_after, scratch, out)
+    }
+
+    /// Every pair of `queries` (those with `only_after`, against later
+    /// ids only) on the current rayon pool, sorted.
+    fn pairs(&self, queries: &HashSet, self_join: bool) -> Vec<Pair> {
+        let mut pairs: Vec<Pair> = (0..queries.len())
+            .into_par_iter()
+            .fold(
+                || (Scratch::default(), Vec::new()),
+                |(mut scratch, mut out), q| {
+                    let after = self_join.then_some(q);
+                    self.query(queries, q, after, &mut scratch, &mut out);
+                    (scratch, out)
+                },
+            )
+            .map(|(_, out)| out)
+            .flatten()
+            .collect();
+        pairs.par_sort_unstable();
+        pairs
     }
 }
 
@@ -179,16 +273,7 @@ pub fn search_pairs(set: &HashSet, radius: u32) -> Vec<Pair> {
         plan,
         radius,
     };
-    let mut pairs: Vec<Pair> = (0..set.len())
-        .into_par_iter()
-        .fold(Vec::new, |mut out, q| {
-            search.query(set, q, Some(q), &mut out);
-            out
-        })
-        .flatten()
-        .collect();
-    pairs.par_sort_unstable();
-    pairs
+    search.pairs(set, true)
 }
 
 /// Every (query, reference) pair within `radius`, sorted.
@@ -224,16 +309,7 @@ pub(super) fn probe_queries<B: Buckets>(
         plan,
         radius,
     };
-    let mut pairs: Vec<Pair> = (0..queries.len())
-        .into_par_iter()
-        .fold(Vec::new, |mut out, q| {
-            search.query(queries, q, None, &mut out);
-            out
-        })
-        .flatten()
-        .collect();
-    pairs.par_sort_unstable();
-    pairs
+    search.pairs(queries, false)
 }
 
 #[cfg(test)]
