@@ -194,6 +194,40 @@ def test_fastprep_image_hash(run_bench, benchmark, images, hash_name, threads):
     record(benchmark, f"hash-{hash_name}", row)
 
 
+@pytest.mark.parametrize("corpus_name", ["imagenet", "instagram"])
+@pytest.mark.parametrize("hash_name", ["pdq", "pdq_fast"])
+def test_fastprep_pdq_fast(run_bench, benchmark, corpus_bytes, corpus_name, hash_name):
+    """``pdq_fast`` (PDQ of a JPEG decoded at a reduced DCT scale keeping both sides
+    >= 256 px) against the exact ``pdq`` on one thread, with its agreement: the
+    Hamming distance from each image's ``pdq_fast`` to its ``pdq`` (median, 90th
+    percentile, maximum) goes into ``extra_info``. ImageNet-like 500x375 photos
+    admit no reduction (half of 375 is below 256), so there both are the same."""
+    images = corpus_bytes(corpus_name)
+
+    def process_all():
+        return fastprep.hash_images(images, hashes=[hash_name], num_threads=1)
+
+    both = fastprep.hash_images(images, hashes=["pdq", "pdq_fast"], num_threads=1)
+    assert both.column("error").null_count == len(images)
+    distances = [
+        int.from_bytes(bytes(x ^ y for x, y in zip(a, b)), "big").bit_count()
+        for a, b in zip(both.column("pdq").to_pylist(), both.column("pdq_fast").to_pylist())
+    ]
+    run_bench(
+        process_all,
+        len(images),
+        threads=1,
+        task="hash-pdq-fast",
+        corpus=corpus_name,
+        library=f"fastprep {hash_name}",
+        source="bytes",
+        hamming_median=float(np.median(distances)),
+        hamming_p90=float(np.percentile(distances, 90)),
+        hamming_max=max(distances),
+    )
+    record(benchmark, f"hash-pdq-fast-{corpus_name}", hash_name)
+
+
 def _peer_fn(hash_name: str, from_bytes: bool):
     """One image -> its hash string(s), as a user of the peer packages writes it."""
 

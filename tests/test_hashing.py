@@ -18,9 +18,11 @@ pdqhash`` (the ``[test]`` extra).
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 from functools import cache
+from pathlib import Path
 
 import fastprep
 import numpy as np
@@ -36,7 +38,7 @@ from hash_corpus import (
     encode,
     hash_corpus,
 )
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageEnhance, ImageOps
 
 xxhash = pytest.importorskip("xxhash")
 blake3 = pytest.importorskip("blake3")
@@ -227,6 +229,8 @@ HASH_COLUMNS = (
     "pdq",
     "pdq_quality",
     "pdq_dihedral",
+    "pdq_fast",
+    "pdq_fast_quality",
 )
 
 
@@ -243,6 +247,35 @@ def test_hashes_do_not_depend_on_the_pixel_output_or_threads(corpus):
         batch = fastprep.decode_images(data, hashes=hashes, **options)
         for column in HASH_COLUMNS:
             assert batch.column(column).equals(alone.column(column)), (options, column)
+
+
+def test_pdq_fast_is_pdqhash_of_the_dct_scaled_picture():
+    """A large JPEG's ``pdq_fast`` is ``pdqhash`` of the picture libjpeg decodes at
+    1/4 scale (Pillow's draft mode asks libjpeg for the same DCT scaling), oriented
+    as displayed; it stays within PDQ's usual radius of the exact ``pdq``; smaller
+    JPEGs and other formats get the exact ``pdq``."""
+    folder = Path(__file__).parent / "fixtures" / "exif-orientation"
+    names = ["Landscape_1.jpg", "Landscape_6.jpg", "Portrait_3.jpg", "Portrait_8.jpg"]
+    data = [(folder / name).read_bytes() for name in names]
+    batch = fastprep.hash_images(data, hashes=["pdq", "pdq_fast"]).to_pylist()
+    for name, raw, row in zip(names, data, batch):
+        img = Image.open(io.BytesIO(raw))
+        w, h = img.size
+        assert min(w, h) // 4 >= 256 > min(w, h) // 8, (name, img.size)
+        img.draft("RGB", (w // 4, h // 4))
+        assert img.size == (-(-w // 4), -(-h // 4))
+        shown = ImageOps.exif_transpose(img).convert("RGB")
+        bits, quality = pdqhash.compute(np.asarray(shown))
+        assert row["pdq_fast"].hex() == pdq_hex(bits), name
+        assert row["pdq_fast_quality"] == quality, name
+        distance = bin(int(row["pdq_fast"].hex(), 16) ^ int(row["pdq"].hex(), 16)).count("1")
+        assert 0 < distance <= 31, (name, distance)
+    small = Image.open(folder / "Landscape_1.jpg").convert("RGB").resize((450, 300))
+    for fmt in ("JPEG", "PNG"):
+        out = io.BytesIO()
+        small.save(out, fmt)
+        (row,) = fastprep.hash_images([out.getvalue()], hashes=["pdq", "pdq_fast"]).to_pylist()
+        assert (row["pdq_fast"], row["pdq_fast_quality"]) == (row["pdq"], row["pdq_quality"])
 
 
 @pytest.mark.parametrize("mode", ["center_crop", "resize", "letterbox"])

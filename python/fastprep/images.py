@@ -42,7 +42,11 @@ MODES = _options.MODES
 #: parentheses): ``xxh3`` (``xxh3_128``) and ``blake3`` of the encoded bytes,
 #: ``pixels`` (``pixel_xxh3_128``) of the decoded RGB, ``ahash``, ``dhash``,
 #: ``phash`` (uint64, identical to the ``imagehash`` package's defaults),
-#: ``pdq`` (``pdq``: 32 bytes, ``pdq_quality``: 0-100) and ``pdq_dihedral``.
+#: ``pdq`` (``pdq``: 32 bytes, ``pdq_quality``: 0-100), ``pdq_dihedral`` and
+#: ``pdq_fast`` (``pdq_fast``, ``pdq_fast_quality``: PDQ of a JPEG decoded at the
+#: smallest DCT scale, 1/2 to 1/8, that keeps both sides at least 256 pixels, far
+#: cheaper for large photos and close to ``pdq``; exactly ``pdq`` for other
+#: formats and smaller JPEGs).
 HASHES = _options.HASHES
 #: Pillow's decompression-bomb limit.
 DEFAULT_MAX_PIXELS = _options.DEFAULT_MAX_PIXELS

@@ -158,6 +158,16 @@ fn hash_columns(records: &[RecordMeta], request: &HashRequest) -> Vec<(Field, Ar
             Arc::new(FixedSizeListArray::new(item, 8, flat, Some(valid))),
         );
     }
+    if request.pdq_fast {
+        add(
+            "pdq_fast",
+            fixed_binary(h().map(|x| x.pdq_fast.map(|p| p.0.to_be_bytes()))),
+        );
+        add(
+            "pdq_fast_quality",
+            Arc::new(h().map(|x| x.pdq_fast.map(|p| p.1)).collect::<UInt8Array>()),
+        );
+    }
     columns
 }
 

@@ -6,7 +6,7 @@ use super::codecs::{self, Opened};
 use super::error::{check_pixel_limit, DecodeError};
 use super::format::{describe_unknown, sniff, Format};
 use super::geometry::{plan, CropBox, Plan};
-use super::hashes::{hash_bytes, hash_pixels, ImageHashes};
+use super::hashes::{hash_bytes, hash_pixels, hash_reduced, ImageHashes, PDQ_FAST_MIN_SIDE};
 use super::jpeg::{self, JpegHeader};
 use super::options::{Filter, Geometry, ImageOptions};
 use super::orientation::{flip_horizontal, flip_rows, Orientation};
@@ -236,9 +236,30 @@ fn render(
     warnings: &mut Vec<&'static str>,
 ) -> Result<RgbImage, DecodeError> {
     let (sw, sh) = header.stored_size();
+    // `pdq_fast` of a JPEG comes from a decode at a reduced scale of its own,
+    // so its value does not depend on what else this decode produces.
+    let mut fast_pdq_done = false;
+    if let (true, Header::Jpeg(h, data)) = (options.hashes.pdq_fast, &header) {
+        let side = (PDQ_FAST_MIN_SIDE, PDQ_FAST_MIN_SIDE);
+        let denominator = jpeg::pick_reduction((f64::from(sw), f64::from(sh)), side);
+        if denominator > 1 {
+            let request = jpeg::Request {
+                denominator,
+                region: None,
+                fast: false,
+            };
+            let (img, warning) = jpeg::decode(data, h, request)?;
+            note(warnings, warning);
+            hash_reduced(&orientation.apply_owned(img), hashes);
+            fast_pdq_done = true;
+        }
+    }
     // Perceptual hashes need every pixel of the displayed picture, so hashing
     // turns off reduced and partial decoding for the record.
-    let hashing = options.hashes.needs_pixels();
+    let hashing = options.hashes.needs_pixels() || (options.hashes.pdq_fast && !fast_pdq_done);
+    if fast_pdq_done && !hashing && !options.output_pixels {
+        return Ok(empty());
+    }
     let mut crop = orientation.box_to_stored(plan.crop, sw, sh);
     // Resample in stored orientation; only the small result is re-oriented.
     let resized = if orientation.swaps_axes() {
@@ -472,6 +493,8 @@ fn pad(small: &RgbImage, plan: &Plan, background: [u8; 3]) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hashing::Pdq256;
+    use crate::image::HashRequest;
 
     const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/exif-orientation/Landscape_1.jpg");
 
@@ -506,6 +529,58 @@ mod tests {
             let mut expected = vec![0; 160 * 224 * 3];
             resize_into(full.view(), p.crop, &mut expected, 160, 224, filter).unwrap();
             assert_eq!(partial.data, expected, "{filter:?}");
+        }
+    }
+
+    fn fast_and_exact_pdq(data: &[u8], geometry: Geometry, pixels: bool) -> (Pdq256, Pdq256) {
+        let opts = ImageOptions {
+            hashes: HashRequest::from_names(["pdq", "pdq_fast"]).unwrap(),
+            output_pixels: pixels,
+            reduced_decode: true,
+            ..options(geometry)
+        };
+        let decoded = decode(data, &opts, 0);
+        assert!(decoded.result.is_ok());
+        let h = decoded.hashes;
+        (h.pdq_fast.unwrap().0, h.pdq.unwrap().0)
+    }
+
+    #[test]
+    fn pdq_fast_is_the_pdq_of_a_reduced_decode() {
+        // 1800x1200: 1/4 scale keeps both sides at least 256 (1/8 would not).
+        let h = jpeg::read_header(PHOTO).unwrap();
+        let request = jpeg::Request {
+            denominator: 4,
+            region: None,
+            fast: false,
+        };
+        let (reduced, _) = jpeg::decode(PHOTO, &h, request).unwrap();
+        assert_eq!((reduced.width, reduced.height), (450, 300));
+        let want = crate::hashing::pdq_from_rgb(&reduced.data, 450, 300).hash;
+        let (fast, exact) = fast_and_exact_pdq(PHOTO, Geometry::Original, false);
+        assert_eq!(fast, want);
+        assert_ne!(fast, exact);
+        assert!(fast.distance(&exact) <= 31, "{}", fast.distance(&exact));
+        // The same whatever else the decode produces.
+        let crop = Geometry::CenterCrop {
+            height: 224,
+            width: 224,
+            shorter: 256,
+        };
+        assert_eq!(fast_and_exact_pdq(PHOTO, crop, true), (fast, exact));
+    }
+
+    #[test]
+    fn pdq_fast_is_the_exact_pdq_where_no_scale_keeps_256_pixels() {
+        let (w, h) = (300u32, 200u32);
+        let rgb: Vec<u8> = (0..w * h * 3)
+            .map(|i| (i % 251) as u8 ^ (i / 900) as u8)
+            .collect();
+        let small = crate::image::encode::encode_jpeg(&rgb, w, h, 90).unwrap();
+        let png = crate::image::encode::encode_png(&rgb, w, h).unwrap();
+        for data in [small, png] {
+            let (fast, exact) = fast_and_exact_pdq(&data, Geometry::Original, false);
+            assert_eq!(fast, exact);
         }
     }
 

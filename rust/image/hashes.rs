@@ -6,7 +6,7 @@ use crate::error::CoreError;
 use crate::hashing::{self, Pdq256};
 
 /// Hash names callers may ask for, in the order their columns appear.
-pub const HASHES: [&str; 8] = [
+pub const HASHES: [&str; 9] = [
     "xxh3",
     "blake3",
     "pixels",
@@ -15,7 +15,15 @@ pub const HASHES: [&str; 8] = [
     "phash",
     "pdq",
     "pdq_dihedral",
+    "pdq_fast",
 ];
+
+/// `pdq_fast` decodes a JPEG at the smallest DCT scale (1/2, 1/4, 1/8) that
+/// keeps both sides at least this long. Measured on 32 Instagram-like
+/// 1080x1080 photos (1/4 scale): Hamming distance to the exact PDQ median 5,
+/// at most 14; at 1/8 scale (135 px) the median was 28, too far from PDQ's
+/// usual radius of 31.
+pub const PDQ_FAST_MIN_SIDE: u32 = 256;
 
 /// The hashes to compute for every record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,6 +45,10 @@ pub struct HashRequest {
     /// The eight dihedral PDQ hashes (orig, rot90, rot180, rot270, flipx,
     /// flipy, flipp, flipm).
     pub pdq_dihedral: bool,
+    /// PDQ hash and quality of a JPEG decoded at a reduced DCT scale
+    /// ([`PDQ_FAST_MIN_SIDE`]); the exact PDQ where no scale applies (other
+    /// formats, smaller JPEGs).
+    pub pdq_fast: bool,
 }
 
 impl HashRequest {
@@ -54,6 +66,7 @@ impl HashRequest {
                 "phash" => r.phash = true,
                 "pdq" => r.pdq = true,
                 "pdq_dihedral" => r.pdq_dihedral = true,
+                "pdq_fast" => r.pdq_fast = true,
                 other => {
                     return Err(CoreError::Unknown {
                         what: "hash",
@@ -65,7 +78,8 @@ impl HashRequest {
         Ok(r)
     }
 
-    /// Whether any hash needs the decoded pixels.
+    /// Whether any hash needs every decoded pixel at full size (`pdq_fast`
+    /// may not: see [`crate::image::decode`]).
     pub fn needs_pixels(&self) -> bool {
         self.pixels || self.ahash || self.dhash || self.phash || self.pdq || self.pdq_dihedral
     }
@@ -82,6 +96,7 @@ pub struct ImageHashes {
     pub phash: Option<u64>,
     pub pdq: Option<(Pdq256, u8)>,
     pub pdq_dihedral: Option<[Pdq256; 8]>,
+    pub pdq_fast: Option<(Pdq256, u8)>,
 }
 
 pub fn hash_bytes(data: &[u8], request: &HashRequest, out: &mut ImageHashes) {
@@ -107,7 +122,9 @@ pub fn hash_pixels(img: &RgbImage, request: &HashRequest, out: &mut ImageHashes)
         out.dhash = request.dhash.then(|| hashing::difference_hash(&l, w, h));
         out.phash = request.phash.then(|| hashing::dct_hash(&l, w, h));
     }
-    if request.pdq || request.pdq_dihedral {
+    // `pdq_fast` is the exact PDQ here unless a reduced decode gave it.
+    let fast = request.pdq_fast && out.pdq_fast.is_none();
+    if request.pdq || request.pdq_dihedral || fast {
         let pdq = hashing::pdq_from_rgb(&img.data, w, h);
         if request.pdq_dihedral {
             out.pdq_dihedral = Some(pdq.dihedral());
@@ -115,5 +132,15 @@ pub fn hash_pixels(img: &RgbImage, request: &HashRequest, out: &mut ImageHashes)
         if request.pdq {
             out.pdq = Some((pdq.hash, pdq.quality));
         }
+        if fast {
+            out.pdq_fast = Some((pdq.hash, pdq.quality));
+        }
     }
+}
+
+/// `pdq_fast` of a picture decoded at a reduced scale (see
+/// [`PDQ_FAST_MIN_SIDE`]).
+pub fn hash_reduced(img: &RgbImage, out: &mut ImageHashes) {
+    let pdq = hashing::pdq_from_rgb(&img.data, img.width as usize, img.height as usize);
+    out.pdq_fast = Some((pdq.hash, pdq.quality));
 }

@@ -588,7 +588,7 @@ def _dedup(source: str, out: str, p: dict[str, Any]) -> None:
 @option("--filter", "filter_", group=IMAGES, type=click.Choice(FILTERS), default="bilinear",
         help="Resampling filter.")  # fmt: skip
 @option("--hash", "hash_", group=IMAGES, multiple=True, show_default="none",
-        type=click.Choice(["xxh3", "blake3", "pixels", "ahash", "dhash", "phash", "pdq"]),
+        type=click.Choice(["xxh3", "blake3", "pixels", "ahash", "dhash", "phash", "pdq", "pdq_fast"]),
         help="Also compute this hash (repeatable).")  # fmt: skip
 @option("--repeat", group=RUN, type=POSITIVE, default=50, help="Times each image is decoded.")
 @apply([_THREADS])
