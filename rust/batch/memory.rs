@@ -14,15 +14,18 @@ pub fn pixel_buffer(len: usize) -> Vec<u8> {
     buffer
 }
 
+/// Asks the kernel to back the whole 2 MiB pages inside `buffer` with huge
+/// pages (best before its first write; ignored where unsupported).
 #[cfg(target_os = "linux")]
-pub fn advise_huge_pages(buffer: &[u8]) {
+pub fn advise_huge_pages<T>(buffer: &[T]) {
     const HUGE: usize = 2 << 20;
-    if buffer.len() < 2 * HUGE {
+    let bytes = std::mem::size_of_val(buffer);
+    if bytes < 2 * HUGE {
         return;
     }
     let start = buffer.as_ptr() as usize;
     let aligned = start.next_multiple_of(HUGE);
-    let end = (start + buffer.len()) / HUGE * HUGE;
+    let end = (start + bytes) / HUGE * HUGE;
     if end > aligned {
         // SAFETY: the range lies inside `buffer`; MADV_HUGEPAGE only changes
         // how the kernel backs it, never its contents. Failure is harmless.
@@ -37,7 +40,7 @@ pub fn advise_huge_pages(buffer: &[u8]) {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn advise_huge_pages(_buffer: &[u8]) {}
+pub fn advise_huge_pages<T>(_buffer: &[T]) {}
 
 #[cfg(test)]
 mod tests {

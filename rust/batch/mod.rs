@@ -10,5 +10,6 @@ mod source;
 
 pub use decode::{decode_batch, DecodedBatch};
 pub use encode::{encode_batch, encode_frames, Frame};
+pub use memory::advise_huge_pages;
 pub use normalize::{normalize_frames, normalize_frames_into_planes, Layout, Scale};
 pub use source::{BytesSource, PathSource, RecordSource};

@@ -56,7 +56,10 @@ impl Index {
                     counts[v + 1] += counts[v];
                 }
                 let mut cursor = counts.clone();
+                // Fresh zero pages: huge ones (where allowed) spare the
+                // random reads of a query most of their TLB misses.
                 let mut ids = vec![0u32; n];
+                crate::batch::advise_huge_pages(&ids);
                 for i in 0..n {
                     let v = set.slot(i, s) as usize;
                     ids[cursor[v] as usize] = i as u32;
@@ -180,14 +183,16 @@ impl<B: Buckets> Search<'_, B> {
         for (k, &(s, j)) in scratch.candidates.iter().enumerate() {
             ahead(k);
             let j = j as usize;
+            // Nearly every candidate is far: the full distance (a few
+            // popcounts) rejects it before the per-slot first-report rule.
+            let d = distance(qh, self.reference.get(j));
+            if d > self.radius {
+                continue;
+            }
             let first = self.plan.reports_at(s, |e| {
                 (query.slot(q, e) ^ self.reference.slot(j, e)).count_ones()
             });
-            if !first {
-                continue;
-            }
-            let d = distance(qh, self.reference.get(j));
-            if d <= self.radius {
+            if first {
                 out.push(Pair {
                     a: q as u32,
                     b: j as u32,
@@ -226,8 +231,9 @@ impl<B: Buckets> Search<'_, B> {
         self.query_body(query, q, only_after, scratch, out)
     }
 
-    /// Every pair of `queries` (those with `only_after`, against later
-    /// ids only) on the current rayon pool, sorted.
+    /// Every pair between `queries` and the reference within the radius,
+    /// sorted, found on the current rayon pool. With `self_join` the
+    /// queries are the reference, each paired with later ids only.
     fn pairs(&self, queries: &HashSet, self_join: bool) -> Vec<Pair> {
         let mut pairs: Vec<Pair> = (0..queries.len())
             .into_par_iter()
