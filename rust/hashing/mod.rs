@@ -4,6 +4,7 @@
 mod exact;
 mod pdq;
 mod pdq_avx2;
+mod pdq_strips;
 mod perceptual;
 mod pillow;
 #[cfg(test)]

@@ -108,7 +108,7 @@ pub(super) fn luma_into(rgb: &[u8], luma: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn luma_into_avx2(rgb: &[u8], luma: &mut [f32]) {
-    let done = super::pdq_avx2::luma_avx2(rgb, luma);
+    let done = super::pdq_strips::luma_avx2(rgb, luma);
     luma_into_plain(&rgb[3 * done..], &mut luma[done..])
 }
 
